@@ -1,0 +1,86 @@
+"""In-memory uint8 image datasets, seeded splits and the uint8 -> float conversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from cvae.errors import DataError
+
+ValueRange = Literal["01", "pm1"]
+
+
+@dataclass
+class ImageDataset:
+    """A whole dataset held as tensors.
+
+    images: uint8 ``[N, C, H, W]``; labels: int64 ``[N]`` or ``None`` for unlabeled data.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    classes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(
+                f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
+            )
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise DataError(f"{len(self.labels)} labels for {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
+
+    def subset(self, index: torch.Tensor) -> ImageDataset:
+        labels = None if self.labels is None else self.labels[index]
+        return ImageDataset(self.images[index], labels, self.classes)
+
+    def to(self, device: torch.device | str) -> ImageDataset:
+        labels = None if self.labels is None else self.labels.to(device)
+        return ImageDataset(self.images.to(device), labels, self.classes)
+
+
+@dataclass
+class DataSplits:
+    """Train/val split of the official training set, plus the official test split (if any).
+
+    ``info`` records provenance (source files, checksums, split seed) for run directories.
+    """
+
+    name: str
+    train: ImageDataset
+    val: ImageDataset
+    test: ImageDataset | None
+    info: dict = field(default_factory=dict)
+
+
+def split_train_val(
+    data: ImageDataset, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[ImageDataset, ImageDataset]:
+    """Seeded random split (the papers use an unseeded 90/10 ``random_split``)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(len(data) * val_fraction))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(perm[n_val:]), data.subset(perm[:n_val])
+
+
+def to_float(images: torch.Tensor, value_range: ValueRange = "01") -> torch.Tensor:
+    """uint8 ``[..., H, W]`` -> float32 in [0, 1] (``/255``, as ToTensor) or [-1, 1] (Normalize 0.5/0.5)."""
+    x = images.float().div_(255.0)
+    return x if value_range == "01" else x.mul_(2.0).sub_(1.0)
+
+
+def from_float(x: torch.Tensor, value_range: ValueRange = "01") -> torch.Tensor:
+    """Inverse of :func:`to_float` onto [0, 1] (clamped), for plotting and FID."""
+    x = x if value_range == "01" else (x + 1.0) / 2.0
+    return x.clamp(0.0, 1.0)
