@@ -1,0 +1,5 @@
+import sys
+
+from cvae.cli import main
+
+sys.exit(main())

@@ -1,0 +1,195 @@
+"""Command-line interface: ``cvae train | eval | demo | presets``.
+
+Errors in the user's input (data, config, run directory) print one line and exit 2; an
+interrupted or diverged run keeps its last good checkpoint and says how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cvae.errors import CvaeError, TrainingDiverged
+
+# flag -> config key, for the common overrides (everything else: --set key=value)
+TRAIN_FLAGS = {
+    "method": "method",
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "beta": "loss.beta",
+    "lam": "loss.contrastive_weight",
+    "latent_dim": "model.latent_dim",
+    "device": "train.device",
+    "threads": "train.threads",
+    "seed": "train.seed",
+    "precision": "train.precision",
+}
+RESUMABLE = {"epochs", "device", "threads"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cvae", description="Train and evaluate VAEs regularised with self-supervised objectives."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model into a run directory")
+    t.add_argument("--preset", help="packaged preset name (see `cvae presets`) or a YAML file")
+    t.add_argument("--config", help="YAML config file (applied after --preset)")
+    t.add_argument("--method", help="vae | cvae")
+    t.add_argument("--dataset", help="digits | mnist | cifar10 | folder | synthetic")
+    t.add_argument("--data-dir", help="folder holding the dataset files (or a root with one per dataset)")
+    t.add_argument("--download", action="store_true", help="download missing files (checksum-verified)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--beta", type=float, help="KL weight")
+    t.add_argument("--lambda", dest="lam", type=float, help="contrastive (NT-Xent) weight")
+    t.add_argument("--latent-dim", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--precision", choices=["fp32", "bf16"])
+    t.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set model.channels=[8,16,32]")
+    t.add_argument("--out", type=Path, help="run directory (default: runs/<method>-<dataset>-<time>)")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--eval", action="store_true", help="run `cvae eval` on the result")
+
+    e = sub.add_parser("eval", help="evaluate a run: probes, KNN, figures -> metrics.json")
+    e.add_argument("run_dir", type=Path)
+    _eval_args(e)
+
+    d = sub.add_parser("demo", help="train and evaluate vae and cvae on the bundled digits (offline)")
+    d.add_argument("--out", type=Path, default=Path("demo-runs"))
+    d.add_argument("--epochs", type=int, default=40)
+    d.add_argument("--threads", type=int, default=None)
+
+    sub.add_parser("presets", help="list the packaged presets")
+    return parser
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedding", choices=["umap", "tsne", "none"], default="umap")
+    p.add_argument("--knn-k", type=int, default=200)
+    p.add_argument("--knn-temperature", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def _train_config(args: argparse.Namespace):  # -> RunConfig
+    from cvae import config as C
+
+    if args.resume is not None:
+        given = {k for k in TRAIN_FLAGS if getattr(args, k) is not None} - RESUMABLE
+        if given or args.preset or args.config or args.set:
+            raise CvaeError("--resume continues a run as configured; only --epochs, --device and "
+                            "--threads may change")
+        cfg = C.from_dict(C.load_yaml(args.resume / "config.yaml"))
+    else:
+        cfg = C.load_preset(args.preset) if args.preset else C.RunConfig()
+        if args.config:
+            cfg = C.from_dict(C.load_yaml(args.config), base=cfg)
+    for flag, key in TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            C.set_value(cfg, key, value)
+    if args.download:
+        cfg.data.download = True
+    if args.compile:
+        cfg.train.compile = True
+    if args.no_progress:
+        cfg.train.progress = False
+    for key, raw in C.parse_overrides(args.set).items():
+        C.set_value(cfg, key, raw)
+    return C.validate(cfg)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cvae.training import train
+
+    cfg = _train_config(args)
+    if args.resume is not None:
+        run_dir = args.resume
+    else:
+        run_dir = args.out or Path("runs") / f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(cfg, run_dir, resume=args.resume is not None)
+    last = result.history[-1] if result.history else {}
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
+    print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
+    if args.eval:
+        _print_eval(_run_eval(run_dir, "umap", 200, 0.1, 0, cfg.train.device if cfg.train.device != "auto" else "cpu"))
+    return 0
+
+
+def _run_eval(run_dir: Path, embedding: str, k: int, temperature: float, seed: int, device: str) -> dict:
+    from cvae.evaluation.evaluate import evaluate
+
+    return evaluate(run_dir, embedding=embedding, knn_k=k, knn_temperature=temperature, seed=seed,
+                    device=device)
+
+
+def _print_eval(result: dict) -> None:
+    for name, m in result["metrics"].items():
+        print(f"{name:>22}: {m['value']:.4f}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    print(f"metrics: {Path(result['run_dir']) / 'metrics.json'} ({result['seconds']} s)")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _print_eval(_run_eval(args.run_dir, args.embedding, args.knn_k, args.knn_temperature, args.seed,
+                          args.device))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cvae.demo import run_demo
+
+    report = run_demo(args.out, epochs=args.epochs, threads=args.threads)
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_presets(_: argparse.Namespace) -> int:
+    from cvae.config import load_preset, preset_names
+
+    for name in preset_names():
+        cfg = load_preset(name)
+        print(f"{name:<20} method={cfg.method:<5} dataset={cfg.data.dataset:<8} "
+              f"epochs={cfg.train.epochs} batch={cfg.train.batch_size}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "presets": cmd_presets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingDiverged as err:
+        print(f"cvae: training stopped: {err}", file=sys.stderr)
+        return 3
+    except CvaeError as err:
+        print(f"cvae: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cvae: interrupted; the last checkpoint is kept (resume with `cvae train --resume RUN_DIR`)",
+              file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"cvae: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

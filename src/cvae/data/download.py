@@ -1,0 +1,87 @@
+"""Mirror-aware downloads with md5 verification, and the default data cache location."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+from cvae.errors import DataError
+
+_CHUNK = 1 << 20
+
+
+def default_data_root() -> Path:
+    """``$CVAE_DATA`` if set, else ``~/.cache/cvae/data``."""
+    return Path(os.environ.get("CVAE_DATA") or "~/.cache/cvae/data").expanduser()
+
+
+def md5_file(path: Path, decompress_gz: bool = False) -> str:
+    """md5 hex digest of a file's bytes, or of its decompressed bytes with ``decompress_gz``."""
+    digest = hashlib.md5()
+    try:
+        with gzip.open(path, "rb") if decompress_gz else open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: corrupt gzip data ({err})") from err
+    return digest.hexdigest()
+
+
+def _accepted(md5: str | set[str] | None) -> set[str] | None:
+    return {md5} if isinstance(md5, str) else md5
+
+
+def _fetch(url: str, tmp: Path, timeout: float) -> str:
+    """Stream ``url`` into ``tmp``; return the md5 of the bytes written."""
+    digest = hashlib.md5()
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+        while chunk := response.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def download(
+    urls: list[str], dest: Path, md5: str | set[str] | None, *, timeout: float = 60
+) -> Path:
+    """Download ``dest`` from the first mirror in ``urls`` that serves it with an accepted md5.
+
+    ``md5`` is one checksum or a set of accepted ones (``None`` skips the check); for a ``.gz``
+    destination the md5 of the decompressed bytes is accepted too. The file is streamed into a
+    temporary file beside ``dest`` and moved into place atomically, so ``dest`` is never partial.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    accepted = _accepted(md5)
+    failures = []
+    for url in urls:
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            got = _fetch(url, tmp, timeout)
+            if (
+                accepted is not None
+                and got not in accepted
+                and not (dest.suffix == ".gz" and md5_file(tmp, decompress_gz=True) in accepted)
+            ):
+                failures.append(f"{url}: md5 {got} not in {sorted(accepted)}")
+                continue
+            os.replace(tmp, dest)
+            return dest
+        except urllib.error.HTTPError as err:
+            failures.append(f"{url}: HTTP {err.code} {err.reason}")
+        except urllib.error.URLError as err:
+            failures.append(f"{url}: {err.reason}")
+        except (OSError, ValueError, http.client.HTTPException, DataError) as err:
+            failures.append(f"{url}: {err}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise DataError(f"could not download {dest.name}: " + "; ".join(failures))

@@ -1,0 +1,160 @@
+"""Image folders (``class_name/*.png`` or flat), decoded once with Pillow and cached as tensors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cvae.data.base import ImageDataset
+from cvae.data.download import default_data_root
+from cvae.errors import ConfigError, DataError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_CACHE_VERSION = 1
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def _scan(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
+    """Image paths, their labels and class names (``None`` for a flat, unlabeled folder)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder")
+    entries = sorted(root.iterdir())
+    flat = [p for p in entries if _is_image(p)]
+    class_dirs = [
+        (d, sorted(p for p in d.rglob("*") if _is_image(p)))
+        for d in entries
+        if d.is_dir() and not d.name.startswith(".")
+    ]
+    class_dirs = [(d, files) for d, files in class_dirs if files]
+    if flat and class_dirs:
+        raise DataError(
+            f"{root}: mixes images ({flat[0].name}) and class folders ({class_dirs[0][0].name}); "
+            "use either class_name/image files or a flat folder of images"
+        )
+    if flat:
+        return flat, None, None
+    if not class_dirs:
+        raise DataError(f"{root}: no images ({', '.join(EXTENSIONS)}) in it or its sub-folders")
+    paths = [p for _, files in class_dirs for p in files]
+    labels = [i for i, (_, files) in enumerate(class_dirs) for _ in files]
+    return paths, labels, [d.name for d, _ in class_dirs]
+
+
+def _probe(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) and mode from the image header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            return im.size, im.mode
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: unreadable image ({err})") from err
+
+
+def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """Decode as ``mode`` ("L"/"RGB") at ``size`` (width, height) -> ``[H, W]`` or ``[H, W, 3]``."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if im.size != size:
+                im = im.resize(size, Image.Resampling.BILINEAR)
+            return np.asarray(im)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"{path}: unreadable image ({err})") from err
+
+
+def _cache_path(
+    root: Path, paths: list[Path], image_size: int | None, channels: int | None, cache_root: Path
+) -> Path:
+    stats = [(str(p.relative_to(root)), (st := p.stat()).st_mtime_ns, st.st_size) for p in paths]
+    key = json.dumps(
+        [_CACHE_VERSION, str(root), stats, image_size, channels], separators=(",", ":")
+    )
+    return cache_root / "folders" / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
+
+
+def _load_cache(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt or foreign cache file is rebuilt, never trusted
+        warnings.warn(f"ignoring unreadable cache {path} ({err})", stacklevel=3)
+        return None
+    return cached if isinstance(cached, dict) and "images" in cached else None
+
+
+def _save_cache(path: Path, payload: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as err:
+        warnings.warn(f"could not write cache {path} ({err})", stacklevel=3)
+
+
+def load_folder(
+    root: Path,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+    cache_root: Path | None = None,
+) -> tuple[ImageDataset, dict]:
+    """Load every image under ``root`` as one uint8 ``[N, C, H, W]`` dataset.
+
+    ``root/class_name/*`` gives labels from the sorted class names; a flat folder is unlabeled.
+    Images are resized (bilinear) to ``image_size`` x ``image_size``, which is required when sizes
+    differ (default: keep the common size). ``channels`` is 1 if every image is grayscale, else 3,
+    unless forced. The decoded tensors are cached under ``<cache_root>/folders/`` keyed by the
+    folder, its files' names, mtimes and sizes, and the options.
+    """
+    if channels not in (None, 1, 3):
+        raise ConfigError(f"channels must be 1 or 3, got {channels}")
+    if image_size is not None and image_size < 1:
+        raise ConfigError(f"image_size must be positive, got {image_size}")
+    root = Path(root).expanduser().resolve()
+    paths, labels, classes = _scan(root)
+    cache = _cache_path(root, paths, image_size, channels, cache_root or default_data_root())
+    info = {"source": str(root), "files": len(paths), "classes": classes, "cache": str(cache)}
+
+    cached = _load_cache(cache)
+    if cached is None:
+        headers = [_probe(p) for p in paths]
+        if image_size is None:
+            size = headers[0][0]
+            for path, (other, _) in zip(paths, headers, strict=True):
+                if other != size:
+                    raise DataError(
+                        f"{path}: size {other[0]}x{other[1]} differs from {paths[0].name} "
+                        f"({size[0]}x{size[1]}); set image_size to resize all images"
+                    )
+        else:
+            size = (image_size, image_size)
+        if channels is None:
+            channels = 1 if all(mode in _GRAY_MODES for _, mode in headers) else 3
+        mode = "L" if channels == 1 else "RGB"
+        pixels = np.stack([_decode(p, mode, size) for p in paths])
+        images = torch.from_numpy(pixels.reshape(len(paths), size[1], size[0], channels))
+        cached = {"images": images.permute(0, 3, 1, 2).contiguous()}
+        if labels is not None:
+            cached["labels"] = torch.tensor(labels, dtype=torch.int64)
+        _save_cache(cache, cached)
+        info["cache_hit"] = False
+    else:
+        info["cache_hit"] = True
+    return ImageDataset(cached["images"], cached.get("labels"), classes), info

@@ -1,0 +1,136 @@
+"""``cvae eval RUN_DIR``: encode each split once, run the probes, draw the figures and write
+``metrics.json``, every number with the protocol that produced it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cvae.api import Run, load
+from cvae.data import DataSplits, ImageDataset
+from cvae.evaluation.knn import knn_weighted_cosine
+from cvae.evaluation.plots import save_curves, save_embedding_plot, save_image_grid
+from cvae.evaluation.probes import logistic_regression_paper, logistic_regression_standard
+from cvae.training.trainer import data_from_config
+
+# Test images shown in the CVAE notebook's reconstruction figure ([CE] analysis nb cell 3).
+RECON_INDICES = [50, 70, 90, 110, 132, 0, 1, 2, 3, 4]
+
+
+def evaluate(
+    run_dir: str | Path,
+    *,
+    embedding: str = "umap",
+    knn_k: int = 200,
+    knn_temperature: float = 0.1,
+    seed: int = 0,
+    device: str = "cpu",
+    data: DataSplits | None = None,
+) -> dict[str, Any]:
+    """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``."""
+    t0 = time.perf_counter()
+    run = load(run_dir, device=device)
+    data = data if data is not None else data_from_config(run.config)
+    eval_split, eval_name = (data.test, "test") if data.test is not None else (data.val, "val")
+    figures = run.run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+
+    train_mu = run.encode(data.train.images)[0].cpu()
+    eval_mu = run.encode(eval_split.images)[0].cpu()
+    metrics: dict[str, Any] = {}
+    notes: list[str] = []
+    if eval_split.labels is not None and data.train.labels is not None:
+        metrics.update(_probes(train_mu, data.train, eval_mu, eval_split, eval_name, knn_k,
+                               knn_temperature))
+    else:
+        notes.append("unlabeled dataset: probes and KNN skipped")
+
+    fig_info = _figures(run, eval_split, eval_mu, figures, embedding, seed)
+    result = {
+        "run_dir": str(run.run_dir),
+        "method": run.config.method,
+        "preset": run.config.preset,
+        "dataset": run.config.data.dataset,
+        "checkpoint_epoch": run.epoch,
+        "feature": "mu (posterior mean, eval mode)",
+        "eval_split": {"name": eval_name, "n": len(eval_split)},
+        "metrics": metrics,
+        "figures": fig_info,
+        "notes": notes,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    _write_json(result, run.run_dir / "metrics.json")
+    return result
+
+
+def _probes(
+    train_mu: torch.Tensor,
+    train: ImageDataset,
+    eval_mu: torch.Tensor,
+    evals: ImageDataset,
+    eval_name: str,
+    knn_k: int,
+    knn_temperature: float,
+) -> dict[str, Any]:
+    tr_x, tr_y = train_mu.numpy(), train.labels.numpy()  # type: ignore[union-attr]
+    ev_x, ev_y = eval_mu.numpy(), evals.labels.numpy()  # type: ignore[union-attr]
+    out = {
+        "logreg_paper": logistic_regression_paper(ev_x, ev_y),
+        "logreg_standard": logistic_regression_standard(tr_x, tr_y, ev_x, ev_y),
+        "knn_weighted_cosine": knn_weighted_cosine(
+            train_mu, train.labels, eval_mu, evals.labels, k=knn_k, temperature=knn_temperature
+        ),
+    }
+    out["logreg_paper"]["protocol"]["split"] = f"80/20 inside the {eval_name} split"
+    out["logreg_standard"]["protocol"]["split"] = f"fit on train split, score on {eval_name} split"
+    out["knn_weighted_cosine"]["protocol"]["split"] = f"bank: train split; queries: {eval_name} split"
+    return out
+
+
+def _figures(
+    run: Run, evals: ImageDataset, eval_mu: torch.Tensor, out: Path, embedding: str, seed: int
+) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    idx = [i for i in RECON_INDICES if i < len(evals)]
+    originals = evals.images[idx]
+    recons = run.to_unit(run.reconstruct(originals)).cpu()
+    info["reconstructions"] = str(save_image_grid(
+        [originals.float() / 255, recons], out / "reconstructions.png",
+        row_titles=["original", "reconstruction"], title=f"{run.config.method}: posterior-mean reconstructions",
+    ).name)
+    samples = run.to_unit(run.sample(64, seed=seed)).cpu()
+    info["samples"] = str(save_image_grid(
+        list(samples.view(8, 8, *samples.shape[1:])), out / "samples.png",
+        title=f"{run.config.method}: decoded N(0, I) samples (seed {seed})",
+    ).name)
+    metrics_csv = run.run_dir / "metrics.csv"
+    if metrics_csv.is_file():
+        info["curves"] = str(save_curves(metrics_csv, out / "curves.png").name)
+    if embedding != "none":
+        labels = None if evals.labels is None else evals.labels.numpy()
+        protocol = save_embedding_plot(
+            eval_mu.numpy(), labels, out / f"{embedding}.png", method=embedding, seed=seed,
+            title=f"{run.config.method}: {embedding.upper()} of test mu",
+        )
+        info[embedding] = {k: (str(v) if isinstance(v, Path) else v) for k, v in protocol.items()}
+    return info
+
+
+def _write_json(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")

@@ -1,0 +1,82 @@
+"""The VAE model: an injectable encoder/decoder pair, the output activation and a projection head."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cvae.config import ModelConfig
+from cvae.errors import ConfigError
+from cvae.networks.conv import ConvDecoder, ConvEncoder, ProjectionHead
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "identity": lambda t: t,
+}
+
+
+class VAE(nn.Module):
+    """Gaussian-posterior VAE.
+
+    ``encoder(x) -> (mu, logvar)`` and ``decoder(z) -> logits`` can be any modules with those
+    signatures (pythae-style injection); ``head`` maps a latent sample to the contrastive space.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int,
+        output_activation: str = "sigmoid",
+        head: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.head = encoder, decoder, head
+        self.latent_dim = latent_dim
+        self.output_activation = output_activation
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, C, H, W] -> (mu, logvar)``, each ``[B, d]``."""
+        return self.encoder(x)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Decoder logits -> images in the data's value range."""
+        return ACTIVATIONS[self.output_activation](logits)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``z [B, d] -> x_hat [B, C, H, W]`` in the data's value range."""
+        return self.activate(self.decoder(z))
+
+    @staticmethod
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``z = mu + eps * exp(logvar / 2)``, eps ~ N(0, I) drawn from ``generator``."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+
+def build_model(
+    cfg: ModelConfig,
+    image_shape: tuple[int, int, int],
+    output_activation: str,
+    with_head: bool,
+) -> VAE:
+    """The CVAE paper's conv VAE for ``image_shape = (C, H, W)`` (square images)."""
+    c, h, w = image_shape
+    if h != w:
+        raise ConfigError(f"the conv VAE needs square images, got {h}x{w}")
+    encoder = ConvEncoder(c, h, cfg.channels, cfg.latent_dim, cfg.batchnorm)
+    decoder = ConvDecoder(c, h, cfg.channels, cfg.latent_dim, cfg.batchnorm)
+    head = (
+        ProjectionHead(cfg.latent_dim, cfg.projection, cfg.projection_final_relu)
+        if with_head and cfg.projection
+        else None
+    )
+    return VAE(encoder, decoder, cfg.latent_dim, output_activation, head)

@@ -1,0 +1,5 @@
+"""Training loop, checkpoints and run logs."""
+
+from cvae.training.trainer import TrainResult, train
+
+__all__ = ["TrainResult", "train"]

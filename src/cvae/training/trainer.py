@@ -1,0 +1,200 @@
+"""The training loop. Read it top to bottom: setup, (resume), epochs of steps, validation, log,
+checkpoint. Whole datasets live on the training device as uint8; batches are index slices."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from cvae.config import RunConfig, resolve, save_yaml
+from cvae.data import DataSplits, load_data
+from cvae.errors import CvaeError, TrainingDiverged
+from cvae.methods import Method, build_method
+from cvae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cvae.training.runlog import RunLog
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+NAN_CHECK_EVERY = 25  # steps between finiteness checks (each one syncs the device)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    config: RunConfig
+    epochs_completed: int
+    history: list[dict[str, Any]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CvaeError(f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def data_from_config(cfg: RunConfig) -> DataSplits:
+    d = cfg.data
+    return load_data(
+        d.dataset,
+        d.data_dir,
+        download=d.download,
+        image_size=d.image_size,
+        val_fraction=d.val_fraction,
+        split_seed=d.split_seed,
+        synthetic_shape=tuple(d.synthetic_shape),
+        synthetic_size=d.synthetic_size,
+    )
+
+
+def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
+    """A generator that depends only on (seed, epoch, stream): resuming needs no replay."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 1009 + stream)
+
+
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    data: DataSplits | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
+    run_dir = Path(run_dir)
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    data = data if data is not None else data_from_config(cfg)
+    shape = data.train.shape
+    cfg = resolve(cfg, shape)
+
+    ckpt = load_checkpoint(run_dir / CHECKPOINT) if resume else None
+    if not resume and (run_dir / CHECKPOINT).exists():
+        raise CvaeError(f"{run_dir} already holds a run; use --resume or another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, run_dir / "config.yaml")
+    (run_dir / "data.json").write_text(
+        json.dumps({"image_shape": list(shape), **data.info}, indent=2, default=str)
+    )
+
+    torch.manual_seed(tc.seed)
+    method = build_method(cfg, shape).to(device)
+    optimizer = torch.optim.Adam(method.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    epoch, start_step, sums = 0, 0, {}
+    if ckpt is not None:
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt["sums"]
+    if tc.compile:
+        method.model.encoder.compile()
+        method.model.decoder.compile()
+
+    train_x = data.train.images.to(device)
+    val_x = data.val.images.to(device)
+    n, bs = len(train_x), tc.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    log = RunLog(run_dir, tc.tensorboard, completed_epochs=epoch)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+
+    def checkpoint(epoch: int, step: int, gen_state: torch.Tensor | None) -> None:
+        payload = {
+            "method": method.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "sums": {k: float(v) for k, v in sums.items()},
+            "generator": gen_state,
+            "rng": rng_state(),
+            "config": cfg.to_dict(),
+            "image_shape": list(shape),
+        }
+        save_checkpoint(payload, run_dir / CHECKPOINT)
+
+    try:
+        while epoch < tc.epochs:
+            t0 = time.perf_counter()
+            method.train()
+            perm = torch.randperm(n, generator=epoch_generator(tc.seed, epoch, 0, torch.device("cpu")))
+            perm = perm.to(device)
+            gen = epoch_generator(tc.seed, epoch, 1, device)
+            if start_step and ckpt is not None and ckpt["generator"] is not None:
+                gen.set_state(ckpt["generator"])
+            sums = {k: torch.tensor(v, device=device) for k, v in sums.items()}
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=start_step,
+                desc=f"epoch {epoch + 1}/{tc.epochs}",
+                disable=not tc.progress,
+                leave=False,
+            )
+            for step in range(start_step, steps_per_epoch):
+                idx = perm[step * bs : (step + 1) * bs]
+                with autocast:
+                    out = method(train_x[idx], gen)
+                optimizer.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                if tc.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(method.parameters(), tc.grad_clip)
+                optimizer.step()
+                for key, value in out.items():
+                    sums[key] = sums.get(key, 0.0) + value.detach().float() * len(idx)
+                sums["n"] = sums.get("n", 0.0) + len(idx)
+                mid_ckpt = tc.checkpoint_every_steps and (step + 1) % tc.checkpoint_every_steps == 0
+                if mid_ckpt or (step + 1) % NAN_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
+                    # sums["loss"] covers every step so far: nothing non-finite gets checkpointed
+                    _check_finite(sums["loss"], epoch, step, run_dir)
+                    bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
+                if mid_ckpt:
+                    checkpoint(epoch, step + 1, gen.get_state())
+                bar.update()
+            bar.close()
+            count = float(sums.pop("n"))
+            row: dict[str, Any] = {"epoch": epoch + 1}
+            row.update({f"train_{k}": float(v) / count for k, v in sums.items()})
+            row.update({f"val_{k}": v for k, v in validate(method, val_x, bs, tc.seed).items()})
+            seconds = time.perf_counter() - t0
+            row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
+            row["images_per_sec"] = round((steps_per_epoch - start_step) * bs / seconds, 1)
+            log.log(row)
+            epoch, start_step, sums = epoch + 1, 0, {}
+            if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
+                checkpoint(epoch, 0, None)
+    finally:
+        log.close()
+    return TrainResult(run_dir, cfg, epoch, log.rows)
+
+
+@torch.no_grad()
+def validate(method: Method, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, float]:
+    """Mean of every term on clean (un-augmented) validation images, fixed noise seed."""
+    if len(images) == 0:
+        return {}
+    was_training = method.training
+    method.eval()
+    gen = epoch_generator(seed, 0, 2, images.device)
+    sums: dict[str, torch.Tensor] = {}
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        for key, value in method(batch, gen, train=False).items():
+            sums[key] = sums.get(key, 0.0) + value.float() * len(batch)
+    method.train(was_training)
+    return {k: float(v) / len(images) for k, v in sums.items()}
+
+
+def _check_finite(loss: torch.Tensor, epoch: int, step: int, run_dir: Path) -> None:
+    if not torch.isfinite(loss):
+        ckpt = run_dir / CHECKPOINT
+        kept = f"last good checkpoint kept at {ckpt}" if ckpt.exists() else "no checkpoint yet"
+        raise TrainingDiverged(
+            f"loss became non-finite by epoch {epoch + 1} step {step + 1}; {kept} "
+            "(lower train.lr or set train.grad_clip)"
+        )
