@@ -1,0 +1,135 @@
+"""Training loop: exact resume after SIGKILL, NaN stop keeping the last good checkpoint,
+atomic checkpoints loadable with weights_only=True, logs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import cvae
+from cvae.config import RunConfig
+from cvae.errors import TrainingDiverged
+from cvae.methods.terms import KL
+from cvae.training.checkpoint import load_checkpoint, save_checkpoint
+from cvae.training.runlog import read_metrics
+from cvae.training.trainer import CHECKPOINT
+
+TRAIN_ARGS = ["--method", "cvae", "--dataset", "digits", "--epochs", "3", "--batch-size", "32",
+              "--threads", "1", "--no-progress", "--set", "model.channels=[16,32]",
+              "--set", "train.tensorboard=false", "--set", "train.checkpoint_every_steps=5"]
+
+
+def small_config(**train) -> RunConfig:
+    cfg = RunConfig(method="cvae")
+    cfg.data.dataset = "digits"
+    cfg.model.channels = [16, 32]
+    cfg.train.batch_size = 64
+    cfg.train.threads = 1
+    cfg.train.progress = False
+    cfg.train.tensorboard = False
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cvae", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def final_state(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / CHECKPOINT)["method"]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert cli(*TRAIN_ARGS, "--out", str(full)).wait(timeout=300) == 0
+
+    proc = cli(*TRAIN_ARGS, "--out", str(killed))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a mid-epoch checkpoint (step > 0) exists
+        ckpt = killed / CHECKPOINT
+        if ckpt.exists():
+            state = load_checkpoint(ckpt)
+            if state["step"] > 0 and state["epoch"] >= 1:
+                break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    interrupted_at = load_checkpoint(killed / CHECKPOINT)
+    assert interrupted_at["epoch"] < 3
+
+    resumed = cli("--resume", str(killed))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    a, b = final_state(full), final_state(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = read_metrics(killed / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]
+    full_rows = read_metrics(full / "metrics.csv")
+    assert rows[-1]["train_loss"] == pytest.approx(full_rows[-1]["train_loss"], rel=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    cvae.train(small_config(epochs=1), run)
+    before = (run / CHECKPOINT).read_bytes()
+
+    def nan_kl(self, step):
+        return torch.tensor(float("nan"))
+
+    monkeypatch.setattr(KL, "forward", nan_kl)
+    cfg = small_config(epochs=2)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint kept"):
+        cvae.train(cfg, run, resume=True)
+    assert (run / CHECKPOINT).read_bytes() == before
+    assert load_checkpoint(run / CHECKPOINT)["epoch"] == 1
+
+
+def test_checkpoint_contents_and_weights_only(tmp_path):
+    run = tmp_path / "run"
+    result = cvae.train(small_config(epochs=2), run)
+    ckpt = torch.load(run / CHECKPOINT, weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 0
+    assert {"method", "optimizer", "rng", "config", "image_shape", "sums", "generator"} <= set(ckpt)
+    assert ckpt["config"]["data"]["augment"] == "cvae-mnist"  # resolved, not "auto"
+    assert (run / "config.yaml").is_file() and (run / "data.json").is_file()
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows) == 2 == len(result.history)
+    assert {"train_loss", "train_recon", "train_kl", "train_ntxent", "val_loss",
+            "images_per_sec"} <= set(rows[0])
+    assert not list((run / "checkpoints").glob(".*"))  # no temp files left behind
+
+
+def test_atomic_save_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"a": torch.ones(2)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        save_checkpoint({"a": Boom()}, path)
+    assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_training_is_deterministic_and_reduces_loss(tmp_path):
+    a = cvae.train(small_config(epochs=3, lr=1e-3), tmp_path / "a").history
+    b = cvae.train(small_config(epochs=3, lr=1e-3), tmp_path / "b").history
+    assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
+    assert a[-1]["val_recon"] < a[0]["val_recon"]
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    cvae.train(small_config(epochs=1), tmp_path / "run")
+    with pytest.raises(cvae.errors.CvaeError, match="already holds a run"):
+        cvae.train(small_config(epochs=1), tmp_path / "run")
