@@ -12,8 +12,9 @@ Python API::
 
 from cvae.api import Run, load
 from cvae.config import RunConfig, load_preset
+from cvae.data import load_data
 from cvae.training import train
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "RunConfig", "__version__", "load", "load_preset", "train"]
+__all__ = ["Run", "RunConfig", "__version__", "load", "load_data", "load_preset", "train"]

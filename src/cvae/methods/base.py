@@ -104,9 +104,12 @@ class Method(nn.Module):
     def forward(
         self, images: torch.Tensor, generator: torch.Generator, train: bool = True
     ) -> dict[str, torch.Tensor]:
-        step = self.make_step(images, generator, train)
+        return self.loss(self.make_step(images, generator, train))
+
+    def loss(self, step: Step) -> dict[str, torch.Tensor]:
+        """Weighted sum of the terms on a prepared step (network passes happen here)."""
         out: dict[str, torch.Tensor] = {}
-        total = torch.zeros((), device=images.device)
+        total = torch.zeros((), device=step.clean.device)
         for name, term in self.terms.items():
             weight = self.weights[name]
             if weight == 0.0:

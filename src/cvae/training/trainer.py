@@ -138,13 +138,7 @@ def train(
             )
             for step in range(start_step, steps_per_epoch):
                 idx = perm[step * bs : (step + 1) * bs]
-                with autocast:
-                    out = method(train_x[idx], gen)
-                optimizer.zero_grad(set_to_none=True)
-                out["loss"].backward()
-                if tc.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(method.parameters(), tc.grad_clip)
-                optimizer.step()
+                out = train_step(method, optimizer, train_x[idx], gen, tc.grad_clip, autocast)
                 for key, value in out.items():
                     sums[key] = sums.get(key, 0.0) + value.detach().float() * len(idx)
                 sums["n"] = sums.get("n", 0.0) + len(idx)
@@ -171,6 +165,25 @@ def train(
     finally:
         log.close()
     return TrainResult(run_dir, cfg, epoch, log.rows)
+
+
+def train_step(
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    generator: torch.Generator,
+    grad_clip: float | None,
+    autocast: torch.autocast,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step on a uint8 batch; returns the (attached) loss terms."""
+    with autocast:
+        out = method(images, generator)
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
+    optimizer.step()
+    return out
 
 
 @torch.no_grad()

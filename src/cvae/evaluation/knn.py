@@ -1,0 +1,220 @@
+"""k-nearest-neighbour probes on frozen latent features (reproduction spec §5.5, §7).
+
+* :func:`knn_weighted_cosine`: the InstDisc/MoCo weighted kNN (CR-VAE paper, primary protocol).
+* :func:`knn_uniform_euclidean`: sklearn's uniform-weight Euclidean kNN (CR-VAE code, secondary).
+
+Both return ``{"value": accuracy, "protocol": {...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sklearn
+import torch
+import torch.nn.functional as F
+from sklearn.neighbors import KNeighborsClassifier
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _pick_device(*xs: Any) -> torch.device:
+    """The device of the first torch tensor among ``xs`` (CPU when all are numpy)."""
+    for x in xs:
+        if isinstance(x, torch.Tensor):
+            return x.device
+    return torch.device("cpu")
+
+
+def _to_tensor(x: ArrayLike, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=dtype)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, name: str) -> torch.Tensor:
+    if x.ndim != 2:
+        raise ValueError(f"{name}_x must have shape [N, d], got {tuple(x.shape)}")
+    y = y.reshape(-1)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name}_y has {y.shape[0]} entries but {name}_x has {x.shape[0]} rows")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}_x is empty")
+    if bool((y < 0).any()):
+        raise ValueError(f"{name}_y must hold non-negative integer class indices")
+    return y
+
+
+@torch.no_grad()
+def weighted_knn_predict(
+    bank_x: torch.Tensor,
+    bank_y: torch.Tensor,
+    query_x: torch.Tensor,
+    *,
+    k: int,
+    temperature: float,
+    num_classes: int,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Weighted-cosine kNN predictions.
+
+    Args:
+        bank_x: ``[M, d]`` float bank features; bank_y: ``[M]`` int64 labels in ``[0, C)``.
+        query_x: ``[Q, d]`` float query features (same device as the bank).
+        k: neighbours per query, ``1 <= k <= M``.
+        temperature: vote weight is ``exp(cos_sim / temperature)``.
+        num_classes: ``C``.
+        batch_size: queries processed at once (memory is ``O(batch_size * M)``).
+
+    Returns:
+        ``[Q]`` int64 predicted classes. Each vote is computed as ``exp((s - s_max) / T)``
+        with ``s_max`` the query's best similarity: a per-query positive factor that avoids
+        overflow and leaves the argmax unchanged.
+    """
+    bank = F.normalize(bank_x, dim=1)
+    preds = []
+    for start in range(0, query_x.shape[0], batch_size):
+        q = F.normalize(query_x[start : start + batch_size], dim=1)
+        sim = q @ bank.T  # [b, M]
+        top_sim, top_idx = sim.topk(k, dim=1)  # [b, k], sorted descending
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+        scores = torch.zeros(q.shape[0], num_classes, dtype=weights.dtype, device=q.device)
+        scores.scatter_add_(1, bank_y[top_idx], weights)
+        preds.append(scores.argmax(dim=1))
+    return torch.cat(preds)
+
+
+def knn_weighted_cosine(
+    bank_x: ArrayLike,
+    bank_y: ArrayLike,
+    query_x: ArrayLike,
+    query_y: ArrayLike,
+    *,
+    k: int = 200,
+    temperature: float = 0.1,
+    num_classes: int | None = None,
+    batch_size: int = 1024,
+    feature_name: str = "mu",
+) -> dict[str, Any]:
+    """InstDisc/MoCo weighted kNN accuracy.
+
+    Features are L2-normalised; each query takes its top-``k`` cosine neighbours in the bank;
+    class score = Σ exp(sim / temperature) over neighbours of that class; prediction = argmax.
+
+    Args:
+        bank_x: ``[M, d]`` bank features (e.g. train-set μ); bank_y: ``[M]`` labels.
+        query_x: ``[Q, d]`` query features (e.g. test-set μ); query_y: ``[Q]`` labels.
+        k: neighbours (spec: 200); clipped to ``M``, the value used is recorded.
+        temperature: vote temperature (spec: 0.1).
+        num_classes: ``C``; inferred as ``max(label) + 1`` over bank and queries when None.
+        batch_size: queries per batch; bounds memory to ``batch_size * M`` similarities.
+        feature_name: which feature the caller passed (recorded only).
+
+    Inputs may be numpy arrays or torch tensors (CPU or GPU); computation runs on the device
+    of the first tensor argument, in float32.
+
+    Returns:
+        ``{"value": top-1 accuracy on the queries, "protocol": {...}}``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = _pick_device(bank_x, query_x, bank_y, query_y)
+    bx = _to_tensor(bank_x, device, torch.float32)
+    qx = _to_tensor(query_x, device, torch.float32)
+    by = _check_pair(bx, _to_tensor(bank_y, device, torch.int64), "bank")
+    qy = _check_pair(qx, _to_tensor(query_y, device, torch.int64), "query")
+    if bx.shape[1] != qx.shape[1]:
+        raise ValueError(f"feature dims differ: bank {bx.shape[1]}, query {qx.shape[1]}")
+    inferred = int(max(int(by.max()), int(qy.max()))) + 1
+    if num_classes is None:
+        num_classes = inferred
+    elif num_classes < inferred:
+        raise ValueError(f"num_classes={num_classes} but labels go up to {inferred - 1}")
+    k_used = min(k, bx.shape[0])
+    preds = weighted_knn_predict(
+        bx,
+        by,
+        qx,
+        k=k_used,
+        temperature=temperature,
+        num_classes=num_classes,
+        batch_size=batch_size,
+    )
+    acc = float((preds == qy).float().mean().item())
+    protocol = {
+        "name": "knn_weighted_cosine",
+        "variant": "InstDisc/MoCo: L2-normalised, cosine top-k, votes exp(sim/T)",
+        "split": "bank = given bank set, queries = given query set",
+        "n_train": int(bx.shape[0]),
+        "n_test": int(qx.shape[0]),
+        "feature_dim": int(bx.shape[1]),
+        "feature_name": feature_name,
+        "k_requested": int(k),
+        "k": int(k_used),
+        "temperature": float(temperature),
+        "num_classes": int(num_classes),
+        "metric": "top-1 accuracy",
+        "dtype": "float32",
+        "device": str(device),
+    }
+    return {"value": acc, "protocol": protocol}
+
+
+def knn_uniform_euclidean(
+    bank_x: ArrayLike,
+    bank_y: ArrayLike,
+    query_x: ArrayLike,
+    query_y: ArrayLike,
+    *,
+    k: int = 200,
+    feature_name: str = "mu",
+) -> dict[str, Any]:
+    """sklearn ``KNeighborsClassifier(n_neighbors=k)`` accuracy (uniform weights, Euclidean).
+
+    This is the CR-VAE reference code's variant. ``k`` is clipped to the bank size.
+
+    Args:
+        bank_x: ``[M, d]`` bank features; bank_y: ``[M]`` labels.
+        query_x: ``[Q, d]`` query features; query_y: ``[Q]`` labels.
+        k: neighbours (CR-VAE code: 200).
+        feature_name: which feature the caller passed (recorded only).
+
+    Returns:
+        ``{"value": top-1 accuracy on the queries, "protocol": {...}}``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    cpu = torch.device("cpu")
+    bx = _to_tensor(bank_x, cpu, torch.float64)
+    qx = _to_tensor(query_x, cpu, torch.float64)
+    by = _check_pair(bx, _to_tensor(bank_y, cpu, torch.int64), "bank")
+    qy = _check_pair(qx, _to_tensor(query_y, cpu, torch.int64), "query")
+    if bx.shape[1] != qx.shape[1]:
+        raise ValueError(f"feature dims differ: bank {bx.shape[1]}, query {qx.shape[1]}")
+    k_used = min(k, bx.shape[0])
+    clf = KNeighborsClassifier(n_neighbors=k_used)
+    clf.fit(bx.numpy(), by.numpy())
+    acc = float(clf.score(qx.numpy(), qy.numpy()))
+    protocol = {
+        "name": "knn_uniform_euclidean",
+        "variant": "sklearn KNeighborsClassifier, uniform weights, Euclidean (CR-VAE code)",
+        "classifier": "sklearn.neighbors.KNeighborsClassifier",
+        "weights": "uniform",
+        "metric_distance": "minkowski p=2 (euclidean)",
+        "algorithm": "auto",
+        "split": "bank = given bank set, queries = given query set",
+        "n_train": int(bx.shape[0]),
+        "n_test": int(qx.shape[0]),
+        "feature_dim": int(bx.shape[1]),
+        "feature_name": feature_name,
+        "k_requested": int(k),
+        "k": int(k_used),
+        "metric": "top-1 accuracy",
+        "sklearn_version": sklearn.__version__,
+    }
+    return {"value": acc, "protocol": protocol}

@@ -1,0 +1,332 @@
+"""PNG figures: image grids, 2-D embeddings of latent features, training curves.
+
+All figures use matplotlib's Agg backend (no display needed) and carry a title, axis labels
+and, where classes are shown, a legend, so each PNG is readable on its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+_GRID_PAD = 2  # pixels between tiles in an image grid
+
+
+def _save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _row_to_strip(row: torch.Tensor, n_cols: int) -> np.ndarray:
+    """``[N, C, H, W]`` in [0, 1] -> ``[H, n_cols*(W+pad)-pad, 3]`` RGB strip (blank-padded)."""
+    if row.ndim != 4 or row.shape[1] not in (1, 3):
+        raise ValueError(f"each row must be [N, C, H, W] with C in (1, 3), got {tuple(row.shape)}")
+    x = row.detach().float().cpu().clamp(0.0, 1.0)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    n, _, h, w = x.shape
+    strip = np.ones((h, n_cols * (w + _GRID_PAD) - _GRID_PAD, 3), dtype=np.float32)
+    imgs = x.permute(0, 2, 3, 1).numpy()
+    for i in range(n):
+        strip[:, i * (w + _GRID_PAD) : i * (w + _GRID_PAD) + w] = imgs[i]
+    return strip
+
+
+def save_image_grid(
+    rows: list[torch.Tensor],
+    path: str | Path,
+    *,
+    row_titles: list[str] | None = None,
+    title: str | None = None,
+    scale: int = 2,
+) -> Path:
+    """Save rows of images as one PNG, e.g. originals above their reconstructions.
+
+    Args:
+        rows: list of ``[N_r, C, H, W]`` float tensors in [0, 1] (C=1 grey, C=3 RGB); all rows
+            share H and W; shorter rows are padded with white.
+        path: output PNG path (parent folders are created).
+        row_titles: one label per row, drawn to its left.
+        title: figure title.
+        scale: screen pixels per image pixel (nearest-neighbour).
+
+    Returns:
+        The PNG path. Pixel height is ``top + len(rows) * (H * scale + 4) - 4 + 4`` with
+        ``top`` = 36 with a title, else 6.
+    """
+    if not rows:
+        raise ValueError("rows is empty")
+    if row_titles is not None and len(row_titles) != len(rows):
+        raise ValueError(f"{len(row_titles)} row_titles for {len(rows)} rows")
+    shapes = {tuple(r.shape[-2:]) for r in rows}
+    if len(shapes) != 1:
+        raise ValueError(f"all rows must share H and W, got {sorted(shapes)}")
+    n_cols = max(int(r.shape[0]) for r in rows)
+    if n_cols == 0:
+        raise ValueError("rows contain no images")
+    strips = [_row_to_strip(r, n_cols) for r in rows]
+    h, strip_w = strips[0].shape[:2]
+
+    # geometry in pixels: height = top + len(rows) * (tile + gap) + bottom
+    dpi = 100
+    label_px = 120 if row_titles else 6
+    top_px = 36 if title else 6
+    gap_px, bottom_px, right_px = 4, 4, 6
+    row_px, strip_px = h * scale, strip_w * scale
+    width_px = label_px + strip_px + right_px
+    height_px = top_px + len(rows) * (row_px + gap_px) - gap_px + bottom_px
+    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    if title:
+        fig.suptitle(title, y=1 - 4 / height_px, va="top", fontsize=10)
+    for i, strip in enumerate(strips):
+        bottom = height_px - top_px - (i + 1) * row_px - i * gap_px
+        ax = fig.add_axes(
+            (label_px / width_px, bottom / height_px, strip_px / width_px, row_px / height_px)
+        )
+        ax.imshow(strip, interpolation="nearest", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if row_titles:
+            ax.set_ylabel(row_titles[i], rotation=0, ha="right", va="center", fontsize=9)
+    return _save(fig, path, dpi=dpi)
+
+
+def _class_colours(n: int) -> list[Any]:
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
+    if n <= 20:
+        return [cmap(i) for i in range(n)]
+    return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def save_embedding_plot(
+    features: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    *,
+    method: Literal["umap", "tsne"] = "umap",
+    seed: int = 0,
+    max_points: int = 5000,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    perplexity: float = 30.0,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """2-D UMAP or t-SNE of ``features`` as a scatter plot coloured by class.
+
+    Args:
+        features: ``[N, d]`` latent features (numpy or torch).
+        labels: ``[N]`` integer classes, or None for a single-colour plot.
+        path: output PNG path.
+        method: ``"umap"`` (umap-learn, euclidean, ``random_state=seed``) or ``"tsne"``
+            (sklearn ``TSNE(init="pca", perplexity=min(perplexity, n-1), random_state=seed)``).
+        seed: seeds both the subsample and the embedding.
+        max_points: when ``N > max_points`` a seeded random subset of this size is used.
+        n_neighbors, min_dist: UMAP parameters (spec: 15, 0.1).
+        perplexity: t-SNE perplexity (spec: 30), clipped below ``n_points``.
+        title: figure title (a default naming the method is used when None).
+
+    Returns:
+        Protocol dict: ``method``, ``params``, ``n_points``, ``n_total``, ``seed``, ``path``.
+    """
+    if hasattr(features, "detach"):
+        features = features.detach().cpu().numpy()
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"features must have shape [N, d], got {x.shape}")
+    y = None
+    if labels is not None:
+        if hasattr(labels, "detach"):
+            labels = labels.detach().cpu().numpy()
+        y = np.asarray(labels).reshape(-1)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"labels has {y.shape[0]} entries, features has {x.shape[0]} rows")
+    n_total = x.shape[0]
+    if n_total < 3:
+        raise ValueError(f"need at least 3 points for an embedding, got {n_total}")
+    rng = np.random.default_rng(seed)
+    if n_total > max_points:
+        idx = np.sort(rng.choice(n_total, size=max_points, replace=False))
+        x = x[idx]
+        y = y[idx] if y is not None else None
+    n = x.shape[0]
+
+    params: dict[str, Any]
+    if method == "umap":
+        import umap  # lazy: slow import and first-call JIT compilation
+
+        params = {
+            "n_neighbors": int(min(n_neighbors, n - 1)),
+            "min_dist": float(min_dist),
+            "metric": "euclidean",
+            "n_components": 2,
+            "random_state": seed,
+            "n_jobs": 1,
+            "umap_version": getattr(umap, "__version__", "unknown"),
+        }
+        reducer = umap.UMAP(
+            n_neighbors=params["n_neighbors"],
+            min_dist=min_dist,
+            metric="euclidean",
+            n_components=2,
+            random_state=seed,
+        )
+        with warnings.catch_warnings():  # seeding forces n_jobs=1; that is intended
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            emb = reducer.fit_transform(x)
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        params = {
+            "perplexity": float(min(perplexity, n - 1)),
+            "init": "pca",
+            "n_components": 2,
+            "random_state": seed,
+        }
+        emb = TSNE(
+            n_components=2, init="pca", perplexity=params["perplexity"], random_state=seed
+        ).fit_transform(x)
+    else:
+        raise ValueError(f"method must be 'umap' or 'tsne', got {method!r}")
+    emb = np.asarray(emb)
+
+    axis = "UMAP" if method == "umap" else "t-SNE"
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    if y is None:
+        ax.scatter(emb[:, 0], emb[:, 1], s=3, c="tab:blue", alpha=0.7, linewidths=0)
+    else:
+        classes = np.unique(y)
+        colours = _class_colours(len(classes))
+        for colour, cls in zip(colours, classes, strict=True):
+            m = y == cls
+            ax.scatter(
+                emb[m, 0], emb[m, 1], s=3, color=colour, alpha=0.7, linewidths=0, label=str(cls)
+            )
+        ax.legend(
+            title="class",
+            markerscale=4,
+            fontsize=8,
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            frameon=False,
+            ncol=1 if len(classes) <= 20 else 2,
+        )
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title(title or f"{axis} of latent features (n={n}, seed={seed})")
+    fig.tight_layout()
+    out = _save(fig, path)
+    return {
+        "method": method,
+        "params": params,
+        "n_points": int(n),
+        "n_total": int(n_total),
+        "subsampled": bool(n_total > max_points),
+        "max_points": int(max_points),
+        "seed": int(seed),
+        "path": str(out),
+    }
+
+
+def _read_curves_csv(csv_path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Read a CSV with an ``epoch`` column; non-numeric or empty cells become NaN."""
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    if "epoch" not in header:
+        raise ValueError(f"{csv_path} has no 'epoch' column (columns: {header})")
+
+    def num(v: str | None) -> float:
+        try:
+            return float(v) if v not in (None, "") else math.nan
+        except ValueError:
+            return math.nan
+
+    data = {c: np.array([num(r.get(c)) for r in rows], dtype=float) for c in header}
+    return header, data
+
+
+def _group_panels(columns: list[str]) -> dict[str, list[str]]:
+    """Map panel name -> columns; ``train_X``/``val_X`` pairs share panel ``X``, order kept."""
+    panels: dict[str, list[str]] = {}
+    for c in columns:
+        for prefix, other_prefix in (("train_", "val_"), ("val_", "train_")):
+            if c.startswith(prefix) and other_prefix + c[len(prefix) :] in columns:
+                panels.setdefault(c[len(prefix) :], []).append(c)
+                break
+        else:
+            panels.setdefault(c, []).append(c)
+    return panels
+
+
+def save_curves(
+    csv_path: str | Path,
+    path: str | Path,
+    *,
+    columns: list[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot per-epoch training curves from a CSV with an ``epoch`` column.
+
+    One subplot per metric; ``train_X`` and ``val_X`` share the subplot titled ``X`` when both
+    exist. Columns that are entirely non-numeric are skipped.
+
+    Args:
+        csv_path: CSV file, one row per epoch.
+        path: output PNG path.
+        columns: metric columns to plot (default: every numeric column except ``epoch``).
+        title: figure title (default: the CSV file name).
+
+    Returns:
+        The PNG path.
+    """
+    header, data = _read_curves_csv(csv_path)
+    if columns is None:
+        columns = [c for c in header if c != "epoch" and np.isfinite(data[c]).any()]
+    else:
+        missing = [c for c in columns if c not in data]
+        if missing:
+            raise ValueError(f"columns not in {csv_path}: {missing}")
+    if not columns:
+        raise ValueError(f"{csv_path} has no numeric metric columns to plot")
+
+    panels = _group_panels(columns)
+    n = len(panels)
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), dpi=100, squeeze=False
+    )
+    epoch = data["epoch"]
+    for ax, (name, cols) in zip(axes.flat, panels.items(), strict=False):
+        for c in sorted(cols, key=lambda s: not s.startswith("train_")):
+            v = data[c]
+            ok = np.isfinite(v) & np.isfinite(epoch)
+            ax.plot(epoch[ok], v[ok], marker="o" if ok.sum() <= 30 else None, ms=3, label=c)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title or f"Training curves: {Path(csv_path).name}")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,130 @@
+"""PNG figures (cvae.evaluation.plots)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from cvae.evaluation.plots import (
+    _group_panels,
+    save_curves,
+    save_embedding_plot,
+    save_image_grid,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_openmp_thread() -> Iterator[None]:
+    """t-SNE's OpenMP threads spin-wait badly on a busy 2-core machine (1 s -> 40 s)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def _read_png(path: Path) -> np.ndarray:
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    return mpimg.imread(path)
+
+
+def test_image_grid_grey_height_scales_with_rows(tmp_path: Path) -> None:
+    imgs = torch.rand(5, 1, 28, 28)
+    heights, widths = [], []
+    for n_rows in (1, 2, 3):
+        out = save_image_grid(
+            [imgs] * n_rows,
+            tmp_path / f"grid{n_rows}.png",
+            row_titles=[f"row {i}" for i in range(n_rows)],
+            title="originals / reconstructions",
+        )
+        arr = _read_png(out)
+        assert arr.ndim == 3 and arr.shape[2] in (3, 4)
+        heights.append(arr.shape[0])
+        widths.append(arr.shape[1])
+    row_px = 28 * 2 + 4  # tile height at scale 2 plus the gap
+    assert abs((heights[1] - heights[0]) - row_px) <= 1
+    assert abs((heights[2] - heights[0]) - 2 * row_px) <= 1
+    assert widths[0] == widths[1] == widths[2]
+    assert widths[0] >= 5 * 28 * 2
+
+
+def test_image_grid_rgb_and_content(tmp_path: Path) -> None:
+    black = torch.zeros(4, 3, 16, 16)
+    red = torch.zeros(3, 3, 16, 16)
+    red[:, 0] = 1.0
+    out = save_image_grid([black, red], tmp_path / "sub" / "rgb.png", scale=3)
+    arr = _read_png(out)[..., :3]
+    # no title / labels: top margin 6 px, left 6 px; first tile is black, second row is red
+    assert np.allclose(arr[6 + 10, 6 + 10], 0.0, atol=0.02)
+    red_px = arr[6 + 16 * 3 + 4 + 10, 6 + 10]
+    assert red_px[0] > 0.95 and red_px[1] < 0.05 and red_px[2] < 0.05
+    with pytest.raises(ValueError):
+        save_image_grid([torch.rand(2, 2, 8, 8)], tmp_path / "bad.png")
+    with pytest.raises(ValueError):
+        save_image_grid([torch.rand(2, 1, 8, 8), torch.rand(2, 1, 9, 9)], tmp_path / "bad.png")
+
+
+def test_embedding_tsne_writes_png_and_protocol(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, size=200)
+    x = rng.normal(size=(200, 16)) + 5.0 * np.eye(4, 16)[y]
+    proto = save_embedding_plot(x, y, tmp_path / "tsne.png", method="tsne", seed=3)
+    assert proto["method"] == "tsne" and proto["n_points"] == 200 and proto["seed"] == 3
+    assert proto["params"]["perplexity"] == 30.0 and proto["params"]["init"] == "pca"
+    assert proto["subsampled"] is False
+    assert Path(proto["path"]) == tmp_path / "tsne.png"
+    assert _read_png(tmp_path / "tsne.png").shape[0] > 100
+
+
+def test_embedding_tsne_subsample_unlabeled(tmp_path: Path) -> None:
+    x = np.random.default_rng(1).normal(size=(300, 8))
+    proto = save_embedding_plot(x, None, tmp_path / "u.png", method="tsne", max_points=20)
+    assert proto["n_points"] == 20 and proto["n_total"] == 300 and proto["subsampled"]
+    assert proto["params"]["perplexity"] == 19.0
+    _read_png(tmp_path / "u.png")
+    with pytest.raises(ValueError):
+        save_embedding_plot(x, None, tmp_path / "v.png", method="pca")  # type: ignore[arg-type]
+
+
+def test_curves_from_csv(tmp_path: Path) -> None:
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text(
+        "epoch,train_loss,val_loss,train_kl,lr,note\n"
+        "1,10.0,11.0,1.0,0.001,start\n"
+        "2,8.0,9.5,1.5,0.001,\n"
+        "3,7.0,,1.7,0.0005,end\n"
+    )
+    out = save_curves(csv_path, tmp_path / "curves.png")
+    assert _read_png(out).shape[1] > 200
+    out2 = save_curves(csv_path, tmp_path / "loss.png", columns=["train_loss", "val_loss"])
+    _read_png(out2)
+    assert _group_panels(["train_loss", "val_loss", "train_kl", "lr"]) == {
+        "loss": ["train_loss", "val_loss"],
+        "train_kl": ["train_kl"],
+        "lr": ["lr"],
+    }
+    with pytest.raises(ValueError):
+        save_curves(csv_path, tmp_path / "x.png", columns=["nope"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("step,loss\n1,2\n")
+    with pytest.raises(ValueError):
+        save_curves(bad, tmp_path / "y.png")
+
+
+@pytest.mark.slow
+def test_embedding_umap(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=150)
+    x = rng.normal(size=(150, 8)) + 6.0 * np.eye(3, 8)[y]
+    proto = save_embedding_plot(x, y, tmp_path / "umap.png", method="umap", seed=0)
+    assert proto["method"] == "umap" and proto["n_points"] == 150
+    p = proto["params"]
+    assert p["n_neighbors"] == 15 and p["min_dist"] == 0.1 and p["metric"] == "euclidean"
+    assert p["random_state"] == 0
+    _read_png(tmp_path / "umap.png")
