@@ -199,9 +199,14 @@ def save_embedding_plot(
             "n_components": 2,
             "random_state": seed,
         }
-        emb = TSNE(
-            n_components=2, init="pca", perplexity=params["perplexity"], random_state=seed
-        ).fit_transform(x)
+        from threadpoolctl import threadpool_limits
+
+        # one OpenMP thread: with torch's and numba's runtimes loaded, more threads contend
+        # (t-SNE on 200 points went from ~1 s to ~40 s on a busy 2-core machine)
+        with threadpool_limits(1, user_api="openmp"):
+            emb = TSNE(
+                n_components=2, init="pca", perplexity=params["perplexity"], random_state=seed
+            ).fit_transform(x)
     else:
         raise ValueError(f"method must be 'umap' or 'tsne', got {method!r}")
     emb = np.asarray(emb)

@@ -1,0 +1,118 @@
+"""Augmentation configs, the named presets, and their validation."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+
+from cvae.errors import ConfigError
+
+Pair = tuple[float, float]
+Jitter = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """What :class:`~cvae.augmentations.BatchAugment` does to each image (torchvision semantics).
+
+    Geometric ops run in this order and are composed into one resampling:
+
+    * ``crop_scale``: RandomResizedCrop area-fraction range ``(lo, hi)`` with ``0 < lo <= hi <= 1``,
+      or ``None`` (off). The crop is resized back to the input size. ``crop_ratio``: its aspect
+      (w/h) range.
+    * ``hflip``: probability of a horizontal flip.
+    * ``rotation``: RandomRotation range in degrees, angle ~ U[-rotation, rotation] (0 = off).
+    * ``translate``: RandomAffine translate fractions ``(fx, fy)``: shifts of
+      ``round(U[-fx W, fx W])`` / ``round(U[-fy H, fy H])`` whole pixels, or ``None`` (off).
+
+    Colour ops, in this order, after the geometric ones:
+
+    * ``jitter``: ColorJitter ``(brightness, contrast, saturation, hue)`` strengths, or ``None``;
+      factors ~ U[max(0, 1-s), 1+s] and hue shift ~ U[-hue, hue], applied in a random order per
+      image. ``jitter_p``: probability that an image is jittered at all (RandomApply).
+    * ``grayscale``: RandomGrayscale probability.
+    """
+
+    crop_scale: Pair | None = None
+    crop_ratio: Pair = (3 / 4, 4 / 3)
+    rotation: float = 0.0
+    translate: Pair | None = None
+    hflip: float = 0.0
+    jitter: Jitter | None = None
+    jitter_p: float = 1.0
+    grayscale: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # YAML gives lists: store tuples so configs hash and compare
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        _validate(self)
+
+    @property
+    def geometric(self) -> bool:
+        """Whether any op moves pixels (so one resampling is needed)."""
+        return (
+            self.crop_scale is not None
+            or self.rotation > 0
+            or self.translate is not None
+            or self.hflip > 0
+        )
+
+    @property
+    def color(self) -> bool:
+        """Whether any colour op is on."""
+        return (self.jitter is not None and self.jitter_p > 0) or self.grayscale > 0
+
+    @property
+    def identity(self) -> bool:
+        """Whether the config leaves every image unchanged."""
+        return not (self.geometric or self.color)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(value: object, n: int) -> bool:
+    return isinstance(value, tuple) and len(value) == n and all(_is_number(v) for v in value)
+
+
+def _validate(cfg: AugmentConfig) -> None:
+    def fail(name: str, rule: str) -> None:
+        raise ConfigError(f"augment.{name} must be {rule}, got {getattr(cfg, name)!r}")
+
+    if cfg.crop_scale is not None and not (
+        _numbers(cfg.crop_scale, 2) and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1
+    ):
+        fail("crop_scale", "null or [lo, hi] with 0 < lo <= hi <= 1")
+    if not (_numbers(cfg.crop_ratio, 2) and 0 < cfg.crop_ratio[0] <= cfg.crop_ratio[1]):
+        fail("crop_ratio", "[lo, hi] with 0 < lo <= hi")
+    if not (_is_number(cfg.rotation) and 0 <= cfg.rotation <= 180):
+        fail("rotation", "a number of degrees in [0, 180]")
+    if cfg.translate is not None and not (
+        _numbers(cfg.translate, 2) and all(0 <= t <= 1 for t in cfg.translate)
+    ):
+        fail("translate", "null or [fx, fy] with fractions in [0, 1]")
+    if cfg.jitter is not None and not (
+        _numbers(cfg.jitter, 4) and min(cfg.jitter[:3]) >= 0 and 0 <= cfg.jitter[3] <= 0.5
+    ):
+        fail("jitter", "null or [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5")
+    for name in ("hflip", "jitter_p", "grayscale"):
+        value = getattr(cfg, name)
+        if not (_is_number(value) and 0 <= value <= 1):
+            fail(name, "a probability in [0, 1]")
+
+
+PRESETS: dict[str, AugmentConfig] = {
+    "none": AugmentConfig(),
+    # CVAE paper code, MNIST views: RandomResizedCrop(28, (0.8, 1)), RandomRotation(15),
+    # RandomAffine(0, translate=(0.1, 0.1)).
+    "cvae-mnist": AugmentConfig(crop_scale=(0.8, 1.0), rotation=15.0, translate=(0.1, 0.1)),
+    # CVAE paper code, CIFAR views: RandomResizedCrop(32, (0.2, 1)), RandomHorizontalFlip,
+    # ColorJitter(0.4, 0.4, 0.4, 0.1) always applied, RandomGrayscale(0.2).
+    "cvae-cifar": AugmentConfig(
+        crop_scale=(0.2, 1.0), hflip=0.5, jitter=(0.4, 0.4, 0.4, 0.1), grayscale=0.2
+    ),
+}
