@@ -103,8 +103,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name in args.configs:
         r = bench(name, device, args.steps, args.precision)
-        print(f"| {name} CVAE | {r['batch']} | {r['step_ms']:.1f} | {r['model_ms']:.1f} | "
-              f"{r['images_per_s']:.0f} | {100 * r['outside_share']:.0f}% | {r['peak_mib']:.0f} |")
+        print(
+            f"| {name} CVAE | {r['batch']} | {r['step_ms']:.1f} | {r['model_ms']:.1f} | "
+            f"{r['images_per_s']:.0f} | {100 * r['outside_share']:.0f}% | {r['peak_mib']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

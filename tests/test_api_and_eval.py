@@ -54,9 +54,29 @@ def test_api_operations_shapes_and_ranges(tmp_path):
 
 def test_eval_on_digits_writes_metrics_with_protocols(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--method", "cvae", "--dataset", "digits", "--epochs", "15", "--lr", "1e-3",
-                 "--batch-size", "64", "--set", "model.channels=[32,64]", "--no-progress",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--method",
+                "cvae",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "15",
+                "--lr",
+                "1e-3",
+                "--batch-size",
+                "64",
+                "--set",
+                "model.channels=[32,64]",
+                "--no-progress",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["eval", str(run), "--embedding", "tsne"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     m = metrics["metrics"]

@@ -5,8 +5,19 @@ import pytest
 from cvae.cli import main
 from cvae.training.trainer import CHECKPOINT
 
-QUICK = ["--dataset", "digits", "--epochs", "1", "--no-progress", "--threads", "1",
-         "--set", "model.channels=[16,32]", "--set", "train.tensorboard=false"]
+QUICK = [
+    "--dataset",
+    "digits",
+    "--epochs",
+    "1",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--set",
+    "model.channels=[16,32]",
+    "--set",
+    "train.tensorboard=false",
+]
 
 
 def run_cli(capsys, *argv):

@@ -8,15 +8,26 @@ from cvae.errors import ConfigError
 
 def test_every_preset_loads_validates_and_resolves():
     names = C.preset_names()
-    assert {"vae-mnist-paper", "cvae-mnist-paper", "cvae-mnist-code", "cvae-cifar10-paper",
-            "cvae-cifar10-code", "vae-cifar10-paper", "vae-cifar10-code", "vae-mnist-code"} <= set(names)
+    assert {
+        "vae-mnist-paper",
+        "cvae-mnist-paper",
+        "cvae-mnist-code",
+        "cvae-cifar10-paper",
+        "cvae-cifar10-code",
+        "vae-cifar10-paper",
+        "vae-cifar10-code",
+        "vae-mnist-code",
+    } <= set(names)
     for name in names:
         cfg = C.validate(C.load_preset(name))
         assert cfg.preset == name
         shape = (1, 28, 28) if "mnist" in name else (3, 32, 32)
         resolved = C.resolve(cfg, shape)
-        assert "auto" not in (resolved.data.value_range, resolved.data.augment,
-                              resolved.model.output_activation)
+        assert "auto" not in (
+            resolved.data.value_range,
+            resolved.data.augment,
+            resolved.model.output_activation,
+        )
 
 
 def test_paper_and_code_presets_differ_where_the_spec_says():
@@ -32,8 +43,15 @@ def test_paper_and_code_presets_differ_where_the_spec_says():
 def test_overrides_parse_against_field_types():
     cfg = C.RunConfig()
     for key, raw in C.parse_overrides(
-        ["train.lr=3e-4", "model.channels=[4, 8]", "data.value_range=01", "train.grad_clip=null",
-         "train.threads=2", "data.data_dir=/tmp/x", "train.compile=true"]
+        [
+            "train.lr=3e-4",
+            "model.channels=[4, 8]",
+            "data.value_range=01",
+            "train.grad_clip=null",
+            "train.threads=2",
+            "data.data_dir=/tmp/x",
+            "train.compile=true",
+        ]
     ).items():
         C.set_value(cfg, key, raw)
     assert cfg.train.lr == 3e-4 and cfg.model.channels == [4, 8]
@@ -75,11 +93,17 @@ def test_validation(key, value, message):
 
 def test_resolve_auto_choices():
     cvae_gray = C.resolve(C.RunConfig(method="cvae"), (1, 28, 28))
-    assert (cvae_gray.data.value_range, cvae_gray.model.output_activation, cvae_gray.data.augment) == (
-        "01", "sigmoid", "cvae-mnist")
+    assert (
+        cvae_gray.data.value_range,
+        cvae_gray.model.output_activation,
+        cvae_gray.data.augment,
+    ) == ("01", "sigmoid", "cvae-mnist")
     vae_rgb = C.resolve(C.RunConfig(method="vae"), (3, 32, 32))
     assert (vae_rgb.data.value_range, vae_rgb.model.output_activation, vae_rgb.data.augment) == (
-        "pm1", "tanh", "none")
+        "pm1",
+        "tanh",
+        "none",
+    )
     bad = C.RunConfig()
     bad.loss.reconstruction = "bce"
     bad.model.output_activation = "tanh"

@@ -30,7 +30,9 @@ def test_vae_loss_is_recon_plus_beta_kl():
     x = batch()
     out = m(x, torch.Generator().manual_seed(1))
     assert set(out) == {"recon", "kl", "loss"}
-    assert out["loss"].item() == pytest.approx(out["recon"].item() + 0.5 * out["kl"].item(), rel=1e-6)
+    assert out["loss"].item() == pytest.approx(
+        out["recon"].item() + 0.5 * out["kl"].item(), rel=1e-6
+    )
     # recompute by hand with the same noise: clean input, per-pixel mean MSE, KL sum/B
     xf = x.float() / 255
     mu, logvar = m.model.encode(xf)

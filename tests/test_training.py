@@ -19,9 +19,25 @@ from cvae.training.checkpoint import load_checkpoint, save_checkpoint
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
 
-TRAIN_ARGS = ["--method", "cvae", "--dataset", "digits", "--epochs", "3", "--batch-size", "32",
-              "--threads", "1", "--no-progress", "--set", "model.channels=[16,32]",
-              "--set", "train.tensorboard=false", "--set", "train.checkpoint_every_steps=5"]
+TRAIN_ARGS = [
+    "--method",
+    "cvae",
+    "--dataset",
+    "digits",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "32",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--set",
+    "model.channels=[16,32]",
+    "--set",
+    "train.tensorboard=false",
+    "--set",
+    "train.checkpoint_every_steps=5",
+]
 
 
 def small_config(**train) -> RunConfig:
@@ -38,8 +54,11 @@ def small_config(**train) -> RunConfig:
 
 
 def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cvae", "train", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cvae", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def final_state(run_dir: Path) -> dict:
@@ -103,8 +122,14 @@ def test_checkpoint_contents_and_weights_only(tmp_path):
     assert (run / "config.yaml").is_file() and (run / "data.json").is_file()
     rows = read_metrics(run / "metrics.csv")
     assert len(rows) == 2 == len(result.history)
-    assert {"train_loss", "train_recon", "train_kl", "train_ntxent", "val_loss",
-            "images_per_sec"} <= set(rows[0])
+    assert {
+        "train_loss",
+        "train_recon",
+        "train_kl",
+        "train_ntxent",
+        "val_loss",
+        "images_per_sec",
+    } <= set(rows[0])
     assert not list((run / "checkpoints").glob(".*"))  # no temp files left behind
 
 

@@ -46,7 +46,9 @@ class Run:
         if x.ndim == 3:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != self.image_shape:
-            raise CvaeError(f"expected images of shape {self.image_shape}, got {tuple(x.shape[1:])}")
+            raise CvaeError(
+                f"expected images of shape {self.image_shape}, got {tuple(x.shape[1:])}"
+            )
         return x.to(self.device)
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +70,9 @@ class Run:
         return self.model.decode(z.to(self.device).float())
 
     @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor, sample: bool = False, seed: int = 0) -> torch.Tensor:
+    def reconstruct(
+        self, images: torch.Tensor, sample: bool = False, seed: int = 0
+    ) -> torch.Tensor:
         """Decode the posterior mean (or a posterior sample with ``sample=True``)."""
         mu, logvar = self.encode(images)
         if sample:

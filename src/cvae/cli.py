@@ -35,7 +35,8 @@ RESUMABLE = {"epochs", "device", "threads"}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="cvae", description="Train and evaluate VAEs regularised with self-supervised objectives."
+        prog="cvae",
+        description="Train and evaluate VAEs regularised with self-supervised objectives.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -44,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML config file (applied after --preset)")
     t.add_argument("--method", help="vae | cvae")
     t.add_argument("--dataset", help="digits | mnist | cifar10 | folder | synthetic")
-    t.add_argument("--data-dir", help="folder holding the dataset files (or a root with one per dataset)")
-    t.add_argument("--download", action="store_true", help="download missing files (checksum-verified)")
+    t.add_argument(
+        "--data-dir", help="folder holding the dataset files (or a root with one per dataset)"
+    )
+    t.add_argument(
+        "--download", action="store_true", help="download missing files (checksum-verified)"
+    )
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
@@ -57,9 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--precision", choices=["fp32", "bf16"])
     t.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set model.channels=[8,16,32]")
-    t.add_argument("--out", type=Path, help="run directory (default: runs/<method>-<dataset>-<time>)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set model.channels=[8,16,32]",
+    )
+    t.add_argument(
+        "--out", type=Path, help="run directory (default: runs/<method>-<dataset>-<time>)"
+    )
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--eval", action="store_true", help="run `cvae eval` on the result")
@@ -68,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path)
     _eval_args(e)
 
-    d = sub.add_parser("demo", help="train and evaluate vae and cvae on the bundled digits (offline)")
+    d = sub.add_parser(
+        "demo", help="train and evaluate vae and cvae on the bundled digits (offline)"
+    )
     d.add_argument("--out", type=Path, default=Path("demo-runs"))
     d.add_argument("--epochs", type=int, default=40)
     d.add_argument("--threads", type=int, default=None)
@@ -91,8 +105,10 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
     if args.resume is not None:
         given = {k for k in TRAIN_FLAGS if getattr(args, k) is not None} - RESUMABLE
         if given or args.preset or args.config or args.set:
-            raise CvaeError("--resume continues a run as configured; only --epochs, --device and "
-                            "--threads may change")
+            raise CvaeError(
+                "--resume continues a run as configured; only --epochs, --device and "
+                "--threads may change"
+            )
         cfg = C.from_dict(C.load_yaml(args.resume / "config.yaml"))
     else:
         cfg = C.load_preset(args.preset) if args.preset else C.RunConfig()
@@ -120,21 +136,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir = args.resume
     else:
-        run_dir = args.out or Path("runs") / f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = (
+            args.out
+            or Path("runs") / f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
     result = train(cfg, run_dir, resume=args.resume is not None)
     last = result.history[-1] if result.history else {}
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
     print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
     if args.eval:
-        _print_eval(_run_eval(run_dir, "umap", 200, 0.1, 0, cfg.train.device if cfg.train.device != "auto" else "cpu"))
+        _print_eval(
+            _run_eval(
+                run_dir,
+                "umap",
+                200,
+                0.1,
+                0,
+                cfg.train.device if cfg.train.device != "auto" else "cpu",
+            )
+        )
     return 0
 
 
-def _run_eval(run_dir: Path, embedding: str, k: int, temperature: float, seed: int, device: str) -> dict:
+def _run_eval(
+    run_dir: Path, embedding: str, k: int, temperature: float, seed: int, device: str
+) -> dict:
     from cvae.evaluation.evaluate import evaluate
 
-    return evaluate(run_dir, embedding=embedding, knn_k=k, knn_temperature=temperature, seed=seed,
-                    device=device)
+    return evaluate(
+        run_dir, embedding=embedding, knn_k=k, knn_temperature=temperature, seed=seed, device=device
+    )
 
 
 def _print_eval(result: dict) -> None:
@@ -146,8 +177,11 @@ def _print_eval(result: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    _print_eval(_run_eval(args.run_dir, args.embedding, args.knn_k, args.knn_temperature, args.seed,
-                          args.device))
+    _print_eval(
+        _run_eval(
+            args.run_dir, args.embedding, args.knn_k, args.knn_temperature, args.seed, args.device
+        )
+    )
     return 0
 
 
@@ -164,8 +198,10 @@ def cmd_presets(_: argparse.Namespace) -> int:
 
     for name in preset_names():
         cfg = load_preset(name)
-        print(f"{name:<20} method={cfg.method:<5} dataset={cfg.data.dataset:<8} "
-              f"epochs={cfg.train.epochs} batch={cfg.train.batch_size}")
+        print(
+            f"{name:<20} method={cfg.method:<5} dataset={cfg.data.dataset:<8} "
+            f"epochs={cfg.train.epochs} batch={cfg.train.batch_size}"
+        )
     return 0
 
 
@@ -183,8 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cvae: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cvae: interrupted; the last checkpoint is kept (resume with `cvae train --resume RUN_DIR`)",
-              file=sys.stderr)
+        print(
+            "cvae: interrupted; the last checkpoint is kept "
+            "(resume with `cvae train --resume RUN_DIR`)",
+            file=sys.stderr,
+        )
         return 130
     except OSError as err:
         print(f"cvae: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)

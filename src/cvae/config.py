@@ -175,7 +175,9 @@ def resolve(cfg: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
         cfg.model.output_activation = "sigmoid" if cfg.data.value_range == "01" else "tanh"
     if cfg.data.augment == "auto":
         multi_view = METHODS[cfg.method].num_views > 1 or cfg.loss.recon_target == "clean"
-        cfg.data.augment = ("cvae-cifar" if channels == 3 else "cvae-mnist") if multi_view else "none"
+        cfg.data.augment = (
+            ("cvae-cifar" if channels == 3 else "cvae-mnist") if multi_view else "none"
+        )
     if cfg.loss.reconstruction == "bce" and cfg.model.output_activation != "sigmoid":
         raise ConfigError("loss.reconstruction=bce needs model.output_activation=sigmoid")
     return cfg

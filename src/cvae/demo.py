@@ -60,7 +60,9 @@ def run_demo(out: Path, epochs: int = 40, threads: int | None = None) -> Path:
     lines.append("Each run's `metrics.json` states the protocol of every number.")
     report.write_text("\n".join(lines) + "\n")
     for method, r in rows:
-        print(f"{method:>5}: logistic(paper)={r['metrics']['logreg_paper']['value']:.3f} "
-              f"logistic(standard)={r['metrics']['logreg_standard']['value']:.3f} "
-              f"knn={r['metrics']['knn_weighted_cosine']['value']:.3f}")
+        print(
+            f"{method:>5}: logistic(paper)={r['metrics']['logreg_paper']['value']:.3f} "
+            f"logistic(standard)={r['metrics']['logreg_standard']['value']:.3f} "
+            f"knn={r['metrics']['knn_weighted_cosine']['value']:.3f}"
+        )
     return report

@@ -26,7 +26,8 @@ class ImageDataset:
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise DataError(
-                f"images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}"
+                "images must be uint8 [N, C, H, W], "
+                f"got {self.images.dtype} {tuple(self.images.shape)}"
             )
         if self.labels is not None and len(self.labels) != len(self.images):
             raise DataError(f"{len(self.labels)} labels for {len(self.images)} images")
@@ -75,7 +76,7 @@ def split_train_val(
 
 
 def to_float(images: torch.Tensor, value_range: ValueRange = "01") -> torch.Tensor:
-    """uint8 ``[..., H, W]`` -> float32 in [0, 1] (``/255``, as ToTensor) or [-1, 1] (Normalize 0.5/0.5)."""
+    """uint8 -> float32 in [0, 1] (``/255``, as ToTensor) or [-1, 1] (Normalize 0.5/0.5)."""
     x = images.float().div_(255.0)
     return x if value_range == "01" else x.mul_(2.0).sub_(1.0)
 

@@ -46,8 +46,9 @@ def evaluate(
     metrics: dict[str, Any] = {}
     notes: list[str] = []
     if eval_split.labels is not None and data.train.labels is not None:
-        metrics.update(_probes(train_mu, data.train, eval_mu, eval_split, eval_name, knn_k,
-                               knn_temperature))
+        metrics.update(
+            _probes(train_mu, data.train, eval_mu, eval_split, eval_name, knn_k, knn_temperature)
+        )
     else:
         notes.append("unlabeled dataset: probes and KNN skipped")
 
@@ -89,7 +90,9 @@ def _probes(
     }
     out["logreg_paper"]["protocol"]["split"] = f"80/20 inside the {eval_name} split"
     out["logreg_standard"]["protocol"]["split"] = f"fit on train split, score on {eval_name} split"
-    out["knn_weighted_cosine"]["protocol"]["split"] = f"bank: train split; queries: {eval_name} split"
+    out["knn_weighted_cosine"]["protocol"]["split"] = (
+        f"bank: train split; queries: {eval_name} split"
+    )
     return out
 
 
@@ -100,22 +103,33 @@ def _figures(
     idx = [i for i in RECON_INDICES if i < len(evals)]
     originals = evals.images[idx]
     recons = run.to_unit(run.reconstruct(originals)).cpu()
-    info["reconstructions"] = str(save_image_grid(
-        [originals.float() / 255, recons], out / "reconstructions.png",
-        row_titles=["original", "reconstruction"], title=f"{run.config.method}: posterior-mean reconstructions",
-    ).name)
+    info["reconstructions"] = str(
+        save_image_grid(
+            [originals.float() / 255, recons],
+            out / "reconstructions.png",
+            row_titles=["original", "reconstruction"],
+            title=f"{run.config.method}: posterior-mean reconstructions",
+        ).name
+    )
     samples = run.to_unit(run.sample(64, seed=seed)).cpu()
-    info["samples"] = str(save_image_grid(
-        list(samples.view(8, 8, *samples.shape[1:])), out / "samples.png",
-        title=f"{run.config.method}: decoded N(0, I) samples (seed {seed})",
-    ).name)
+    info["samples"] = str(
+        save_image_grid(
+            list(samples.view(8, 8, *samples.shape[1:])),
+            out / "samples.png",
+            title=f"{run.config.method}: decoded N(0, I) samples (seed {seed})",
+        ).name
+    )
     metrics_csv = run.run_dir / "metrics.csv"
     if metrics_csv.is_file():
         info["curves"] = str(save_curves(metrics_csv, out / "curves.png").name)
     if embedding != "none":
         labels = None if evals.labels is None else evals.labels.numpy()
         protocol = save_embedding_plot(
-            eval_mu.numpy(), labels, out / f"{embedding}.png", method=embedding, seed=seed,
+            eval_mu.numpy(),
+            labels,
+            out / f"{embedding}.png",
+            method=embedding,
+            seed=seed,
             title=f"{run.config.method}: {embedding.upper()} of test mu",
         )
         info[embedding] = {k: (str(v) if isinstance(v, Path) else v) for k, v in protocol.items()}

@@ -14,5 +14,7 @@ def cvae_terms(cfg: RunConfig) -> dict[str, tuple[Term, float]]:
 
 
 register(
-    MethodSpec("cvae", "VAE + lambda * NT-Xent on projected latents of two views", 2, True, cvae_terms)
+    MethodSpec(
+        "cvae", "VAE + lambda * NT-Xent on projected latents of two views", 2, True, cvae_terms
+    )
 )

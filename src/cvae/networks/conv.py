@@ -96,7 +96,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         rev = channels[::-1]
         cur = sizes[-1]
-        for prev, ch in zip(rev[:-1], rev[1:]):
+        for prev, ch in zip(rev[:-1], rev[1:], strict=True):
             layers.append(nn.ConvTranspose2d(prev, ch, 4, 2, 1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch))
@@ -120,7 +120,7 @@ class ProjectionHead(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         dims = [in_dim, *sizes]
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 1 or final_relu:
                 layers.append(nn.ReLU())

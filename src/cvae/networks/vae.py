@@ -1,4 +1,4 @@
-"""The VAE model: an injectable encoder/decoder pair, the output activation and a projection head."""
+"""The VAE model: injectable encoder/decoder, output activation and projection head."""
 
 from __future__ import annotations
 

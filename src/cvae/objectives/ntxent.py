@@ -17,8 +17,8 @@ def nt_xent(p1: torch.Tensor, p2: torch.Tensor, temperature: float = 0.5) -> tor
 
         loss = (1 / 2N) sum_a [ -S[a, pos(a)] + log sum_{c != a} exp(S[a, c]) ],
 
-    ``pos(a) = a + N`` for ``a < N`` and ``a - N`` otherwise, i.e. a cross-entropy over each row with
-    the diagonal masked out (2N - 2 negatives per anchor). Computed in float32 with log-sum-exp.
+    ``pos(a) = a + N`` for ``a < N`` and ``a - N`` otherwise, i.e. a cross-entropy over each row
+    with the diagonal masked out (2N - 2 negatives per anchor). In float32, log-sum-exp.
     """
     if p1.shape != p2.shape or p1.ndim != 2:
         raise ValueError(f"expected two [N, k] tensors of equal shape, got {p1.shape}, {p2.shape}")

@@ -20,7 +20,9 @@ class RunLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=completed_epochs + 1)
+            self.writer = SummaryWriter(
+                str(run_dir / "tensorboard"), purge_step=completed_epochs + 1
+            )
 
     def log(self, row: dict[str, Any]) -> None:
         self.rows.append(row)

@@ -123,7 +123,9 @@ def train(
         while epoch < tc.epochs:
             t0 = time.perf_counter()
             method.train()
-            perm = torch.randperm(n, generator=epoch_generator(tc.seed, epoch, 0, torch.device("cpu")))
+            perm = torch.randperm(
+                n, generator=epoch_generator(tc.seed, epoch, 0, torch.device("cpu"))
+            )
             perm = perm.to(device)
             gen = epoch_generator(tc.seed, epoch, 1, device)
             if start_step and ckpt is not None and ckpt["generator"] is not None:
