@@ -61,6 +61,13 @@ def evaluate(
         "checkpoint_epoch": run.epoch,
         "feature": "mu (posterior mean, eval mode)",
         "eval_split": {"name": eval_name, "n": len(eval_split)},
+        "data": {
+            "train_split_n": len(data.train),
+            "val_fraction": run.config.data.val_fraction,
+            "split_seed": run.config.data.split_seed,
+            "value_range": run.value_range,
+        },
+        "seed": seed,
         "metrics": metrics,
         "figures": fig_info,
         "notes": notes,
@@ -130,6 +137,7 @@ def _figures(
             out / f"{embedding}.png",
             method=embedding,
             seed=seed,
+            max_points=10_000,  # the CVAE notebook fits UMAP on all 10k test mu
             title=f"{run.config.method}: {embedding.upper()} of test mu",
         )
         info[embedding] = {k: (str(v) if isinstance(v, Path) else v) for k, v in protocol.items()}

@@ -16,7 +16,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier
 
+from cvae.evaluation.protocol import probe_protocol
+
 ArrayLike = np.ndarray | torch.Tensor
+
+BANK_SPLIT = "bank = given bank set, queries = given query set"
 
 
 def _pick_device(*xs: Any) -> torch.device:
@@ -47,6 +51,24 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, name: str) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _bank_and_queries(
+    bank_x: ArrayLike,
+    bank_y: ArrayLike,
+    query_x: ArrayLike,
+    query_y: ArrayLike,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validated ``(bank_x, bank_y, query_x, query_y)`` tensors on ``device``."""
+    bx = _to_tensor(bank_x, device, dtype)
+    qx = _to_tensor(query_x, device, dtype)
+    by = _check_pair(bx, _to_tensor(bank_y, device, torch.int64), "bank")
+    qy = _check_pair(qx, _to_tensor(query_y, device, torch.int64), "query")
+    if bx.shape[1] != qx.shape[1]:
+        raise ValueError(f"feature dims differ: bank {bx.shape[1]}, query {qx.shape[1]}")
+    return bx, by, qx, qy
+
+
 def weighted_knn_predict(
     bank_x: torch.Tensor,
     bank_y: torch.Tensor,
@@ -124,12 +146,7 @@ def knn_weighted_cosine(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = _pick_device(bank_x, query_x, bank_y, query_y)
-    bx = _to_tensor(bank_x, device, torch.float32)
-    qx = _to_tensor(query_x, device, torch.float32)
-    by = _check_pair(bx, _to_tensor(bank_y, device, torch.int64), "bank")
-    qy = _check_pair(qx, _to_tensor(query_y, device, torch.int64), "query")
-    if bx.shape[1] != qx.shape[1]:
-        raise ValueError(f"feature dims differ: bank {bx.shape[1]}, query {qx.shape[1]}")
+    bx, by, qx, qy = _bank_and_queries(bank_x, bank_y, query_x, query_y, device, torch.float32)
     inferred = int(max(int(by.max()), int(qy.max()))) + 1
     if num_classes is None:
         num_classes = inferred
@@ -147,18 +164,14 @@ def knn_weighted_cosine(
     )
     acc = float((preds == qy).float().mean().item())
     protocol = {
-        "name": "knn_weighted_cosine",
+        **probe_protocol(
+            "knn_weighted_cosine", BANK_SPLIT, len(bx), len(qx), bx.shape[1], feature_name
+        ),
         "variant": "InstDisc/MoCo: L2-normalised, cosine top-k, votes exp(sim/T)",
-        "split": "bank = given bank set, queries = given query set",
-        "n_train": int(bx.shape[0]),
-        "n_test": int(qx.shape[0]),
-        "feature_dim": int(bx.shape[1]),
-        "feature_name": feature_name,
         "k_requested": int(k),
         "k": int(k_used),
         "temperature": float(temperature),
         "num_classes": int(num_classes),
-        "metric": "top-1 accuracy",
         "dtype": "float32",
         "device": str(device),
     }
@@ -189,32 +202,24 @@ def knn_uniform_euclidean(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    cpu = torch.device("cpu")
-    bx = _to_tensor(bank_x, cpu, torch.float64)
-    qx = _to_tensor(query_x, cpu, torch.float64)
-    by = _check_pair(bx, _to_tensor(bank_y, cpu, torch.int64), "bank")
-    qy = _check_pair(qx, _to_tensor(query_y, cpu, torch.int64), "query")
-    if bx.shape[1] != qx.shape[1]:
-        raise ValueError(f"feature dims differ: bank {bx.shape[1]}, query {qx.shape[1]}")
+    bx, by, qx, qy = _bank_and_queries(
+        bank_x, bank_y, query_x, query_y, torch.device("cpu"), torch.float64
+    )
     k_used = min(k, bx.shape[0])
     clf = KNeighborsClassifier(n_neighbors=k_used)
     clf.fit(bx.numpy(), by.numpy())
     acc = float(clf.score(qx.numpy(), qy.numpy()))
     protocol = {
-        "name": "knn_uniform_euclidean",
+        **probe_protocol(
+            "knn_uniform_euclidean", BANK_SPLIT, len(bx), len(qx), bx.shape[1], feature_name
+        ),
         "variant": "sklearn KNeighborsClassifier, uniform weights, Euclidean (CR-VAE code)",
         "classifier": "sklearn.neighbors.KNeighborsClassifier",
         "weights": "uniform",
         "metric_distance": "minkowski p=2 (euclidean)",
         "algorithm": "auto",
-        "split": "bank = given bank set, queries = given query set",
-        "n_train": int(bx.shape[0]),
-        "n_test": int(qx.shape[0]),
-        "feature_dim": int(bx.shape[1]),
-        "feature_name": feature_name,
         "k_requested": int(k),
         "k": int(k_used),
-        "metric": "top-1 accuracy",
         "sklearn_version": sklearn.__version__,
     }
     return {"value": acc, "protocol": protocol}

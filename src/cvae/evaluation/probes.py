@@ -15,6 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
+from cvae.evaluation.protocol import probe_protocol
+
 
 def _as_2d_features(x: Any, name: str) -> np.ndarray:
     """Convert a torch tensor or array-like to a float64 ``[N, d]`` numpy array."""
@@ -93,16 +95,17 @@ def logistic_regression_paper(
     clf, converged = _fit_logistic(x_tr, y_tr, max_iter)
     acc = float(clf.score(x_te, y_te))
     protocol = {
-        "name": "logistic_regression_paper",
-        "split": "train_test_split inside the given set (CVAE paper Table 1)",
+        **probe_protocol(
+            "logistic_regression_paper",
+            "train_test_split inside the given set (CVAE paper Table 1)",
+            x_tr.shape[0],
+            x_te.shape[0],
+            x.shape[1],
+            feature_name,
+        ),
         "test_size": test_size,
         "random_state": random_state,
         "n_total": int(x.shape[0]),
-        "n_train": int(x_tr.shape[0]),
-        "n_test": int(x_te.shape[0]),
-        "feature_dim": int(x.shape[1]),
-        "feature_name": feature_name,
-        "metric": "top-1 accuracy",
         **_classifier_protocol(max_iter, converged, int(np.max(clf.n_iter_))),
     }
     return {"value": acc, "protocol": protocol}
@@ -137,13 +140,14 @@ def logistic_regression_standard(
     clf, converged = _fit_logistic(x_tr, y_tr, max_iter)
     acc = float(clf.score(x_te, y_te))
     protocol = {
-        "name": "logistic_regression_standard",
-        "split": "fit on train set, score on test set",
-        "n_train": int(x_tr.shape[0]),
-        "n_test": int(x_te.shape[0]),
-        "feature_dim": int(x_tr.shape[1]),
-        "feature_name": feature_name,
-        "metric": "top-1 accuracy",
+        **probe_protocol(
+            "logistic_regression_standard",
+            "fit on train set, score on test set",
+            x_tr.shape[0],
+            x_te.shape[0],
+            x_tr.shape[1],
+            feature_name,
+        ),
         **_classifier_protocol(max_iter, converged, int(np.max(clf.n_iter_))),
     }
     return {"value": acc, "protocol": protocol}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -10,8 +12,12 @@ from cvae.methods.base import Step, Term
 from cvae.objectives import bernoulli_nll, gaussian_nll, kl_loss, mse, nt_xent
 
 
-def _regularised_views(step: Step, which: str) -> range:
-    return range(len(step.views)) if which == "all" else range(1)
+def _mean_over_views(
+    step: Step, which: str, per_view: Callable[[int], torch.Tensor]
+) -> torch.Tensor:
+    """Mean of ``per_view(v)`` over view 1 (``which='first'``) or every view (``'all'``)."""
+    views = range(len(step.views)) if which == "all" else range(1)
+    return torch.stack([per_view(v) for v in views]).mean()
 
 
 class Reconstruction(Term):
@@ -32,19 +38,17 @@ class Reconstruction(Term):
             self.register_buffer("log_scale", log_scale)
 
     def forward(self, step: Step) -> torch.Tensor:
-        values = []
-        for v in _regularised_views(step, self.which):
-            target = step.clean if self.target == "clean" else step.views[v]
-            logits = step.logits(v)
-            if self.kind == "bce":
-                values.append(bernoulli_nll(logits, target, self.reduction))
-                continue
-            x_hat = step.model.activate(logits)
-            if self.kind == "mse":
-                values.append(mse(x_hat, target, self.reduction))
-            else:
-                values.append(gaussian_nll(x_hat, target, self.log_scale, self.reduction))
-        return torch.stack(values).mean()
+        return _mean_over_views(step, self.which, lambda v: self._nll(step, v))
+
+    def _nll(self, step: Step, view: int) -> torch.Tensor:
+        target = step.clean if self.target == "clean" else step.views[view]
+        logits = step.logits(view)
+        if self.kind == "bce":
+            return bernoulli_nll(logits, target, self.reduction)
+        x_hat = step.model.activate(logits)
+        if self.kind == "mse":
+            return mse(x_hat, target, self.reduction)
+        return gaussian_nll(x_hat, target, self.log_scale, self.reduction)
 
 
 class KL(Term):
@@ -55,11 +59,10 @@ class KL(Term):
         self.which = cfg.views_regularised
 
     def forward(self, step: Step) -> torch.Tensor:
-        values = [
-            kl_loss(step.posterior(v).mu, step.posterior(v).logvar)
-            for v in _regularised_views(step, self.which)
-        ]
-        return torch.stack(values).mean()
+        def kl(v: int) -> torch.Tensor:
+            return kl_loss(step.posterior(v).mu, step.posterior(v).logvar)
+
+        return _mean_over_views(step, self.which, kl)
 
 
 class NTXent(Term):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,7 @@ def train(
                 total=steps_per_epoch,
                 initial=start_step,
                 desc=f"epoch {epoch + 1}/{tc.epochs}",
-                disable=not tc.progress,
+                disable=not (tc.progress and sys.stderr.isatty()),
                 leave=False,
             )
             for step in range(start_step, steps_per_epoch):
@@ -161,6 +162,8 @@ def train(
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
             row["images_per_sec"] = round((steps_per_epoch - start_step) * bs / seconds, 1)
             log.log(row)
+            if tc.progress:
+                print(_summary(row, tc.epochs), flush=True)
             epoch, start_step, sums = epoch + 1, 0, {}
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 checkpoint(epoch, 0, None)
@@ -203,6 +206,11 @@ def validate(method: Method, images: torch.Tensor, batch_size: int, seed: int) -
             sums[key] = sums.get(key, 0.0) + value.float() * len(batch)
     method.train(was_training)
     return {k: float(v) / len(images) for k, v in sums.items()}
+
+
+def _summary(row: dict[str, Any], epochs: int) -> str:
+    losses = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("train_", "val_")))
+    return f"epoch {row['epoch']}/{epochs} {losses} ({row['images_per_sec']:.0f} img/s)"
 
 
 def _check_finite(loss: torch.Tensor, epoch: int, step: int, run_dir: Path) -> None:
