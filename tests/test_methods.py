@@ -19,9 +19,11 @@ def batch(n=8, shape=(1, 28, 28)):
     return torch.randint(0, 256, (n, *shape), dtype=torch.uint8)
 
 
-def test_registry_has_both_methods():
-    assert {"vae", "cvae"} <= set(METHODS)
-    assert METHODS["vae"].num_views == 1 and METHODS["cvae"].num_views == 2
+def test_registry_and_views_follow_active_terms():
+    assert {"vae", "cvae", "btvae", "crvae", "aavae", "ae", "aaae"} <= set(METHODS)
+    assert make("vae").num_views == 1 and make("cvae").num_views == 2
+    assert make("crvae").num_views == 2 and make("btvae").num_views == 1
+    assert make("vae", contrastive_weight=0.1).num_views == 2  # a term switched on adds views
 
 
 def test_vae_loss_is_recon_plus_beta_kl():
@@ -29,7 +31,7 @@ def test_vae_loss_is_recon_plus_beta_kl():
     m = make("vae", beta=0.5)
     x = batch()
     out = m(x, torch.Generator().manual_seed(1))
-    assert set(out) == {"recon", "kl", "loss"}
+    assert set(out) == {"recon", "kl", "loss", "sigma"}
     assert out["loss"].item() == pytest.approx(
         out["recon"].item() + 0.5 * out["kl"].item(), rel=1e-6
     )
@@ -44,11 +46,11 @@ def test_vae_loss_is_recon_plus_beta_kl():
 def test_cvae_has_three_terms_and_zero_weight_skips():
     m = make("cvae", contrastive_weight=0.1)
     out = m(batch(), torch.Generator().manual_seed(0))
-    assert set(out) == {"recon", "kl", "ntxent", "loss"}
+    assert set(out) == {"recon", "kl", "ntxent", "loss", "sigma"}
     expected = out["recon"] + 1e-3 * out["kl"] + 0.1 * out["ntxent"]
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
     off = make("cvae", contrastive_weight=0.0, beta=0.0)
-    assert set(off(batch(), torch.Generator().manual_seed(0))) == {"recon", "loss"}
+    assert set(off(batch(), torch.Generator().manual_seed(0))) == {"recon", "loss", "sigma"}
 
 
 def test_cvae_views_are_augmented_independently_and_val_is_clean():

@@ -33,16 +33,22 @@ class DataConfig:
     split_seed: int = 0
     value_range: str = "auto"
     """01 (ToTensor) | pm1 (Normalize 0.5/0.5) | auto (pm1 for 3 channels, else 01)."""
+    channels: int | None = None
+    """Replicate 1-channel images to 3 (``3``), e.g. MNIST through the BTVAE's RGB network."""
     augment: str = "auto"
-    """Augmentation preset for the training views; auto: none for one-view methods, else the
-    CVAE paper's MNIST views for 1 channel and CIFAR views for 3 channels."""
+    """Augmentation preset for the training views; auto: the method's default, else none for
+    one-view methods and the CVAE paper's MNIST (1 channel) / CIFAR (3 channels) views."""
 
 
 @dataclass
 class ModelConfig:
+    arch: str = "conv"
+    """conv (CVAE paper) | pv (PyTorch-VAE, BTVAE) | crvae-medium | resnet18 | resnet50 (AAVAE)."""
     latent_dim: int = 10
-    channels: list[int] = field(default_factory=lambda: [8, 16, 32])
-    """Output channels of each stride-2 conv (k4, p1) of the encoder; the decoder mirrors it."""
+    channels: list[int] | None = None
+    """conv: output channels of each stride-2 conv (k4, p1), mirrored by the decoder (null:
+    8, 16, 32, the CVAE paper's MNIST net); pv: hidden widths (null: the reference's 32..512);
+    ignored by the other architectures."""
     batchnorm: bool = False
     output_activation: str = "auto"
     """sigmoid | tanh | identity | auto (sigmoid for value_range 01, tanh for pm1)."""
@@ -50,10 +56,30 @@ class ModelConfig:
     """Projection-head layer sizes after the latent (paper MNIST 10->8->5)."""
     projection_final_relu: bool = False
     """ReLU after the last head layer, as in the CVAE reference code."""
+    deterministic: bool | None = None
+    """z = mu (autoencoder baselines AE/AAAE); null: the method's default."""
 
 
 @dataclass
 class LossConfig:
+    recon_weight: float | None = None
+    """alpha, reconstruction weight. Every ``*_weight`` (and ``beta``) left null takes the
+    method's default; 0 switches the term off (it is not computed), >0 adds it to any method."""
+    beta: float | None = None
+    """KL weight."""
+    contrastive_weight: float | None = None
+    """lambda: NT-Xent between projections of two views' latent samples (CVAE)."""
+    barlow_weight: float | None = None
+    """lambda: Barlow Twins between encodings of x and of its reconstruction (BTVAE)."""
+    infonce_weight: float | None = None
+    """gamma: MoCo InfoNCE with an EMA key encoder and a queue (CR-VAE)."""
+    schedules: dict[str, str] = field(default_factory=dict)
+    """Per-term weight schedule over (fractional) epochs: ``constant``, ``linear:E`` (warm up
+    from 0 over E epochs), ``cyclical:P:R`` (Fu et al. 2019: period P epochs, ramp over the
+    first fraction R of each period). Keys are term names: recon, kl, ntxent, barlow, infonce."""
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    """Consecutive stages, each ``{epochs: N, weights: {term: w}}``: term weights that replace
+    the base weights for those epochs (e.g. contrastive pretraining, then generative tuning)."""
     reconstruction: str = "mse"
     """mse | bce | gaussian (negative log-likelihood with scale exp(log_scale))."""
     reduction: str = "mean"
@@ -62,15 +88,31 @@ class LossConfig:
     log_scale: float = 0.0
     """Gaussian log standard deviation (initial value if learned)."""
     learn_scale: bool = False
-    beta: float = 1e-3
-    """KL weight."""
-    contrastive_weight: float = 0.1
-    """lambda: weight of the NT-Xent term (methods that have one)."""
     temperature: float = 0.5
-    recon_target: str = "view"
-    """view: reconstruct the (augmented) input view, as the CVAE code; clean: the clean image."""
+    """NT-Xent temperature."""
+    recon_target: str = "auto"
+    """view: reconstruct the (augmented) input view (CVAE, CR-VAE code); clean: the clean image
+    (AAVAE); auto: the method's default."""
     views_regularised: str = "first"
     """first: reconstruction and KL on view 1 only (CVAE code); all: on every view."""
+    barlow_on: str = "mu+logvar"
+    """mu+logvar: BT(mu(x), mu(x_hat)) + BT(logvar(x), logvar(x_hat)) (BTVAE code);
+    z: BT between sampled latents (the paper's wording)."""
+    barlow_norm: str = "original"
+    """original: batch standardisation with biased variance + eps, C / N (Barlow Twins);
+    reference: unbiased std, C / 64 (BTVAE code)."""
+    barlow_offdiag: float = 5e-3
+    infonce_temperature: float = 0.1
+    queue_size: int = 4096
+    momentum: float = 0.99
+    """EMA momentum of the key encoder."""
+    ema_every: str = "step"
+    """step (CR-VAE code) | epoch (the paper's Algorithm 1)."""
+    negatives: str = "queue"
+    """queue (CR-VAE code, MoCo) | in_batch (the paper)."""
+    separate_query: bool = True
+    """CR-VAE code: the query is a second encoder pass on view 1 (new noise); false: reuse the
+    VAE branch's latent sample."""
 
 
 @dataclass
@@ -79,8 +121,25 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-4
     weight_decay: float = 0.0
+    optimizer: str = "adam"
+    """adam | sgd."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    nesterov: bool = False
+    scheduler: str = "none"
+    """none | exponential (lr_gamma per epoch) | plateau (ReduceLROnPlateau on the epoch's mean
+    train loss) | warmup (linear warm-up from 0 over warmup_epochs, per step, then constant)."""
+    lr_gamma: float = 0.95
+    plateau_factor: float = 0.9
+    plateau_patience: int = 20
+    min_lr: float = 0.0
+    warmup_epochs: float = 10.0
     grad_clip: float | None = 1.0
     """Max global gradient norm; null disables clipping."""
+    drop_last: bool = False
+    """Drop the last partial batch (Barlow Twins and CR-VAE code)."""
+    epoch_fraction: float = 1.0
+    """Fraction of the training set one epoch covers (CR-VAE code: 0.5, spec 5.4)."""
     precision: str = "fp32"
     """fp32 | bf16 (autocast; losses stay fp32)."""
     compile: bool = False
@@ -113,10 +172,16 @@ class RunConfig:
 
 _CHOICES = {
     "data.value_range": ("auto", "01", "pm1"),
+    "loss.recon_target": ("auto", "view", "clean"),
+    "loss.barlow_on": ("mu+logvar", "z"),
+    "loss.barlow_norm": ("original", "reference"),
+    "loss.ema_every": ("step", "epoch"),
+    "loss.negatives": ("queue", "in_batch"),
+    "train.optimizer": ("adam", "sgd"),
+    "train.scheduler": ("none", "exponential", "plateau", "warmup"),
     "model.output_activation": ("auto", "sigmoid", "tanh", "identity"),
     "loss.reconstruction": ("mse", "bce", "gaussian"),
     "loss.reduction": ("mean", "sum"),
-    "loss.recon_target": ("view", "clean"),
     "loss.views_regularised": ("first", "all"),
     "train.precision": ("fp32", "bf16"),
 }
@@ -143,12 +208,35 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
-    if not cfg.model.channels or any(c <= 0 for c in cfg.model.channels):
+    if cfg.model.channels is not None and (
+        not cfg.model.channels or any(c <= 0 for c in cfg.model.channels)
+    ):
         raise ConfigError(f"model.channels must be positive integers, got {cfg.model.channels}")
     if any(s <= 0 for s in cfg.model.projection):
         raise ConfigError(f"model.projection sizes must be > 0, got {cfg.model.projection}")
-    if cfg.loss.beta < 0:
-        raise ConfigError(f"loss.beta must be >= 0, got {cfg.loss.beta}")
+    from cvae.methods.schedules import parse_schedule
+    from cvae.methods.terms import TERMS
+
+    for term, spec in TERMS.items():
+        weight = getattr(cfg.loss, spec.weight_field)
+        if weight is not None and weight < 0 and term != "barlow":  # BTVAE ablates lambda < 0
+            raise ConfigError(f"loss.{spec.weight_field} must be >= 0, got {weight}")
+    for term, text in cfg.loss.schedules.items():
+        if term not in TERMS:
+            raise ConfigError(f"loss.schedules: unknown term '{term}'; terms: {', '.join(TERMS)}")
+        parse_schedule(text)
+    for i, stage in enumerate(cfg.loss.stages):
+        if not isinstance(stage, dict) or set(stage) - {"epochs", "weights"}:
+            raise ConfigError(f"loss.stages[{i}] must be {{epochs: N, weights: {{term: w}}}}")
+        if not isinstance(stage.get("epochs"), int) or stage["epochs"] < 1:
+            raise ConfigError(f"loss.stages[{i}].epochs must be a positive integer")
+        unknown = set(stage.get("weights", {})) - set(TERMS)
+        if unknown:
+            raise ConfigError(f"loss.stages[{i}]: unknown terms {sorted(unknown)}")
+    if cfg.loss.queue_size < 1 or not 0 <= cfg.loss.momentum < 1:
+        raise ConfigError("loss.queue_size must be >= 1 and loss.momentum in [0, 1)")
+    if not 0 < cfg.train.epoch_fraction <= 1:
+        raise ConfigError(f"train.epoch_fraction must be in (0, 1], got {cfg.train.epoch_fraction}")
     if cfg.train.grad_clip is not None and cfg.train.grad_clip <= 0:
         raise ConfigError(f"train.grad_clip must be > 0 or null, got {cfg.train.grad_clip}")
     if cfg.train.checkpoint_every_steps < 0:
@@ -168,19 +256,43 @@ def resolve(cfg: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
     from cvae.methods import METHODS
 
     cfg = from_plain(validate(cfg).to_dict())
+    spec = METHODS[cfg.method]
+    for key, value in spec.defaults.items():  # the method's choices for unset values
+        if _get(cfg, key) in (None, "auto"):
+            set_value(cfg, key, value)
+    from cvae.methods.terms import TERMS
+
+    for term in TERMS.values():  # terms a method does not name are off
+        if getattr(cfg.loss, term.weight_field) is None:
+            setattr(cfg.loss, term.weight_field, 0.0)
+    if cfg.model.channels is None and cfg.model.arch == "conv":
+        cfg.model.channels = [8, 16, 32]
+    if cfg.model.deterministic is None:
+        cfg.model.deterministic = False
+    if cfg.loss.recon_target == "auto":
+        cfg.loss.recon_target = "view"
     channels = image_shape[0]
     if cfg.data.value_range == "auto":
         cfg.data.value_range = "pm1" if channels == 3 else "01"
     if cfg.model.output_activation == "auto":
         cfg.model.output_activation = "sigmoid" if cfg.data.value_range == "01" else "tanh"
     if cfg.data.augment == "auto":
-        multi_view = METHODS[cfg.method].num_views > 1 or cfg.loss.recon_target == "clean"
+        multi_view = num_views(cfg) > 1 or cfg.loss.recon_target == "clean"
         cfg.data.augment = (
             ("cvae-cifar" if channels == 3 else "cvae-mnist") if multi_view else "none"
         )
     if cfg.loss.reconstruction == "bce" and cfg.model.output_activation != "sigmoid":
         raise ConfigError("loss.reconstruction=bce needs model.output_activation=sigmoid")
     return cfg
+
+
+def num_views(cfg: RunConfig) -> int:
+    """Views a (resolved) config needs: two when any active term compares views."""
+    from cvae.methods.terms import TERMS
+
+    return max(
+        [1] + [t.views for t in TERMS.values() if (getattr(cfg.loss, t.weight_field) or 0) != 0]
+    )
 
 
 # --------------------------------------------------------------------------- building configs
@@ -281,15 +393,14 @@ def _get(cfg: RunConfig, key: str) -> Any:
     return obj
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     sections = {f.name for f in dataclasses.fields(RunConfig) if f.name not in ("method", "preset")}
     for key, value in data.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict) and (prefix or key in sections):
-            flat.update(_flatten(value, f"{full}."))
+        if isinstance(value, dict) and key in sections:  # one level: mapping fields stay whole
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
-            flat[full] = value
+            flat[key] = value
     return flat
 
 
@@ -311,6 +422,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         raise ConfigError(f"{key} cannot be null")
     target = args[0] if optional and len(args) == 1 else hint
     origin = get_origin(target)
+    if target is Any:
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} expects a mapping, got {value!r}")
+        _, item = get_args(target)
+        return {str(k): _coerce(f"{key}.{k}", v, item) for k, v in value.items()}
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} expects a list, got {value!r}")

@@ -49,6 +49,17 @@ class ImageDataset:
         labels = None if self.labels is None else self.labels.to(device)
         return ImageDataset(self.images.to(device), labels, self.classes)
 
+    def with_channels(self, channels: int) -> ImageDataset:
+        """Grey images replicated to ``channels`` (e.g. MNIST through an RGB network)."""
+        have = self.images.shape[1]
+        if have == channels:
+            return self
+        if have != 1:
+            raise DataError(f"cannot turn {have}-channel images into {channels} channels")
+        return ImageDataset(
+            self.images.expand(-1, channels, -1, -1).contiguous(), self.labels, self.classes
+        )
+
 
 @dataclass
 class DataSplits:
@@ -62,6 +73,17 @@ class DataSplits:
     val: ImageDataset
     test: ImageDataset | None
     info: dict = field(default_factory=dict)
+
+    def with_channels(self, channels: int) -> DataSplits:
+        test = None if self.test is None else self.test.with_channels(channels)
+        info = {**self.info, "channels_replicated_to": channels}
+        return DataSplits(
+            self.name,
+            self.train.with_channels(channels),
+            self.val.with_channels(channels),
+            test,
+            info,
+        )
 
 
 def split_train_val(

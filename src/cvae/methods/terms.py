@@ -1,15 +1,34 @@
-"""Objective terms shared by all methods (thin adapters from :class:`Step` to the losses)."""
+"""Objective terms (adapters from :class:`Step` to the losses) and their registry.
+
+Every term is built from the run config and the model, and weighted by one config field
+(:data:`TERMS`); a method only chooses default weights. Adding a term is one class here plus a
+registry entry.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from cvae.config import LossConfig
+from cvae.config import RunConfig
 from cvae.methods.base import Step, Term
-from cvae.objectives import bernoulli_nll, gaussian_nll, kl_loss, mse, nt_xent
+from cvae.networks.vae import VAE
+from cvae.objectives import (
+    KeyQueue,
+    barlow_twins,
+    bernoulli_nll,
+    ema_update,
+    gaussian_nll,
+    info_nce_in_batch,
+    info_nce_queue,
+    kl_loss,
+    make_ema_copy,
+    mse,
+    nt_xent,
+)
 
 
 def _mean_over_views(
@@ -23,16 +42,17 @@ def _mean_over_views(
 class Reconstruction(Term):
     """Reconstruction NLL of the decoded latent sample; averaged over the regularised views.
 
-    Target: the input view itself (``recon_target='view'``, CVAE code) or the clean image
-    (``'clean'``, AAVAE). Likelihood and reduction per :mod:`cvae.objectives.reconstruction`.
+    Target: the input view itself (``recon_target='view'``: CVAE, CR-VAE code) or the clean image
+    (``'clean'``: AAVAE). Likelihood and reduction per :mod:`cvae.objectives.reconstruction`.
     """
 
-    def __init__(self, cfg: LossConfig) -> None:
+    def __init__(self, cfg: RunConfig, model: VAE) -> None:
         super().__init__()
-        self.kind, self.reduction = cfg.reconstruction, cfg.reduction
-        self.target, self.which = cfg.recon_target, cfg.views_regularised
-        log_scale = torch.tensor(float(cfg.log_scale))
-        if cfg.learn_scale:
+        loss = cfg.loss
+        self.kind, self.reduction = loss.reconstruction, loss.reduction
+        self.target, self.which = loss.recon_target, loss.views_regularised
+        log_scale = torch.tensor(float(loss.log_scale))
+        if loss.learn_scale:
             self.log_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer("log_scale", log_scale)
@@ -54,9 +74,9 @@ class Reconstruction(Term):
 class KL(Term):
     """Analytic KL to N(0, I): sum over latent dims, mean over batch (and regularised views)."""
 
-    def __init__(self, cfg: LossConfig) -> None:
+    def __init__(self, cfg: RunConfig, model: VAE) -> None:
         super().__init__()
-        self.which = cfg.views_regularised
+        self.which = cfg.loss.views_regularised
 
     def forward(self, step: Step) -> torch.Tensor:
         def kl(v: int) -> torch.Tensor:
@@ -66,11 +86,105 @@ class KL(Term):
 
 
 class NTXent(Term):
-    """SimCLR NT-Xent between the projections of views 1 and 2 (:func:`nt_xent`)."""
+    """SimCLR NT-Xent between the projections of views 1 and 2 (CVAE; :func:`nt_xent`)."""
 
-    def __init__(self, cfg: LossConfig) -> None:
+    def __init__(self, cfg: RunConfig, model: VAE) -> None:
         super().__init__()
-        self.temperature = cfg.temperature
+        self.temperature = cfg.loss.temperature
 
     def forward(self, step: Step) -> torch.Tensor:
         return nt_xent(step.projection(0), step.projection(1), self.temperature)
+
+
+class BarlowTwins(Term):
+    """BTVAE: Barlow Twins between the encodings of x (view 1) and of its reconstruction x_hat.
+
+    ``barlow_on='mu+logvar'`` (BTVAE code): a fresh encoder pass on x and one on x_hat, loss
+    ``BT(mu_x, mu_xhat) + BT(logvar_x, logvar_xhat)``; ``'z'`` (paper wording): BT between the
+    VAE branch's latent sample and a sample of q(z | x_hat). Gradients reach the encoder through
+    both passes and the decoder through x_hat (nothing is detached, as in the code).
+    """
+
+    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+        super().__init__()
+        self.on, self.norm, self.offdiag = (
+            cfg.loss.barlow_on,
+            cfg.loss.barlow_norm,
+            cfg.loss.barlow_offdiag,
+        )
+
+    def forward(self, step: Step) -> torch.Tensor:
+        x_hat = step.model.activate(step.logits(0))
+        recon = step.encode(x_hat)
+
+        def bt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return barlow_twins(a, b, offdiag_weight=self.offdiag, normalization=self.norm)
+
+        if self.on == "z":
+            return bt(step.posterior(0).z, recon.z)
+        fresh = step.encode(step.views[0])
+        return bt(fresh.mu, recon.mu) + bt(fresh.logvar, recon.logvar)
+
+
+class MoCoInfoNCE(Term):
+    """CR-VAE: InfoNCE between a query (the VAE encoder on view 1) and a key from an EMA copy of
+    the encoder on view 2, on L2-normalised latent samples (no projection head).
+
+    Negatives: a FIFO queue of past keys (``negatives='queue'``, K=``queue_size``, code) or the
+    other keys of the batch (``'in_batch'``, paper). EMA ``momentum`` per step before the keys are
+    computed (code) or per epoch (``ema_every='epoch'``, Algorithm 1). Keys are computed on a
+    shuffled batch and unshuffled (MoCo's shuffled BN; within one process it only reorders).
+    The key encoder and the queue are buffers/submodules, so checkpoints restore them exactly.
+    """
+
+    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+        super().__init__()
+        loss = cfg.loss
+        self._online = [model.encoder]  # a plain list: not a second registration of the encoder
+        self.key_encoder = make_ema_copy(model.encoder)
+        self.queue = KeyQueue(model.latent_dim, loss.queue_size, seed=cfg.train.seed)
+        self.temperature, self.momentum = loss.infonce_temperature, loss.momentum
+        self.ema_every, self.negatives = loss.ema_every, loss.negatives
+        self.separate_query = loss.separate_query
+
+    def forward(self, step: Step) -> torch.Tensor:
+        query = step.encode(step.views[0]) if self.separate_query else step.posterior(0)
+        with torch.no_grad():
+            if step.train and self.ema_every == "step":
+                ema_update(self.key_encoder, self._online[0], self.momentum)
+            x = step.views[1]
+            perm = torch.randperm(len(x), generator=step.generator, device=x.device)
+            mu, logvar = self.key_encoder(x[perm])
+            z = step.model.sample_latent(mu, logvar, step.generator)
+            keys = torch.empty_like(z)
+            keys[perm] = z
+        if self.negatives == "in_batch":
+            loss = info_nce_in_batch(query.z, keys, self.temperature)
+        else:
+            loss = info_nce_queue(query.z, keys, self.queue.queue, self.temperature)
+        if step.train and self.negatives == "queue":
+            self.queue.enqueue(keys)
+        return loss
+
+    def after_epoch(self) -> None:
+        if self.ema_every == "epoch":
+            ema_update(self.key_encoder, self._online[0], self.momentum)
+
+
+@dataclass(frozen=True)
+class TermSpec:
+    cls: type[Term]
+    weight_field: str
+    """The LossConfig field holding its weight."""
+    views: int
+    """Views of each image the term compares."""
+    needs_head: bool = False
+
+
+TERMS: dict[str, TermSpec] = {
+    "recon": TermSpec(Reconstruction, "recon_weight", 1),
+    "kl": TermSpec(KL, "beta", 1),
+    "ntxent": TermSpec(NTXent, "contrastive_weight", 2, needs_head=True),
+    "barlow": TermSpec(BarlowTwins, "barlow_weight", 1),
+    "infonce": TermSpec(MoCoInfoNCE, "infonce_weight", 2),
+}

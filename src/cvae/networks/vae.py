@@ -9,7 +9,7 @@ from torch import nn
 
 from cvae.config import ModelConfig
 from cvae.errors import ConfigError
-from cvae.networks.conv import ConvDecoder, ConvEncoder, ProjectionHead
+from cvae.networks.conv import ProjectionHead
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
@@ -32,11 +32,13 @@ class VAE(nn.Module):
         latent_dim: int,
         output_activation: str = "sigmoid",
         head: nn.Module | None = None,
+        deterministic: bool = False,
     ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
         self.latent_dim = latent_dim
         self.output_activation = output_activation
+        self.deterministic = deterministic
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, C, H, W] -> (mu, logvar)``, each ``[B, d]``."""
@@ -61,6 +63,12 @@ class VAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * torch.exp(0.5 * logvar)
 
+    def sample_latent(
+        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The latent fed to the decoder: ``mu`` for a deterministic autoencoder, else a sample."""
+        return mu if self.deterministic else self.reparameterize(mu, logvar, generator)
+
 
 def build_model(
     cfg: ModelConfig,
@@ -68,15 +76,18 @@ def build_model(
     output_activation: str,
     with_head: bool,
 ) -> VAE:
-    """The CVAE paper's conv VAE for ``image_shape = (C, H, W)`` (square images)."""
+    """The VAE of ``cfg.arch`` for ``image_shape = (C, H, W)`` (square images)."""
+    from cvae.networks.registry import build_networks
+
     c, h, w = image_shape
     if h != w:
-        raise ConfigError(f"the conv VAE needs square images, got {h}x{w}")
-    encoder = ConvEncoder(c, h, cfg.channels, cfg.latent_dim, cfg.batchnorm)
-    decoder = ConvDecoder(c, h, cfg.channels, cfg.latent_dim, cfg.batchnorm)
+        raise ConfigError(f"the networks need square images, got {h}x{w}")
+    encoder, decoder = build_networks(
+        cfg.arch, image_shape, cfg.latent_dim, channels=cfg.channels, batchnorm=cfg.batchnorm
+    )
     head = (
         ProjectionHead(cfg.latent_dim, cfg.projection, cfg.projection_final_relu)
         if with_head and cfg.projection
         else None
     )
-    return VAE(encoder, decoder, cfg.latent_dim, output_activation, head)
+    return VAE(encoder, decoder, cfg.latent_dim, output_activation, head, bool(cfg.deterministic))

@@ -1,7 +1,23 @@
 """Loss functions, one per module; each states its shapes, formula and reduction."""
 
+from cvae.objectives.barlow import barlow_twins
+from cvae.objectives.ema import ema_update, make_ema_copy
+from cvae.objectives.infonce import KeyQueue, info_nce_in_batch, info_nce_queue
 from cvae.objectives.kl import gaussian_kl, kl_loss
 from cvae.objectives.ntxent import nt_xent
 from cvae.objectives.reconstruction import bernoulli_nll, gaussian_nll, mse
 
-__all__ = ["bernoulli_nll", "gaussian_kl", "gaussian_nll", "kl_loss", "mse", "nt_xent"]
+__all__ = [
+    "KeyQueue",
+    "barlow_twins",
+    "bernoulli_nll",
+    "ema_update",
+    "gaussian_kl",
+    "gaussian_nll",
+    "info_nce_in_batch",
+    "info_nce_queue",
+    "kl_loss",
+    "make_ema_copy",
+    "mse",
+    "nt_xent",
+]

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from cvae.config import RunConfig, resolve, save_yaml
+from cvae.config import RunConfig, TrainConfig, resolve, save_yaml
 from cvae.data import DataSplits, load_data
 from cvae.errors import CvaeError, TrainingDiverged
 from cvae.methods import Method, build_method
@@ -43,7 +44,7 @@ def resolve_device(name: str) -> torch.device:
 
 def data_from_config(cfg: RunConfig) -> DataSplits:
     d = cfg.data
-    return load_data(
+    data = load_data(
         d.dataset,
         d.data_dir,
         download=d.download,
@@ -53,6 +54,7 @@ def data_from_config(cfg: RunConfig) -> DataSplits:
         synthetic_shape=tuple(d.synthetic_shape),
         synthetic_size=d.synthetic_size,
     )
+    return data if d.channels is None else data.with_channels(d.channels)
 
 
 def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
@@ -88,21 +90,24 @@ def train(
 
     torch.manual_seed(tc.seed)
     method = build_method(cfg, shape).to(device)
-    optimizer = torch.optim.Adam(method.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    train_x = data.train.images.to(device)
+    val_x = data.val.images.to(device)
+    n, bs = len(train_x), tc.batch_size
+    steps_per_epoch = _steps_per_epoch(n, bs, tc.drop_last, tc.epoch_fraction)
+    optimizer = build_optimizer(tc, method.parameters())
+    scheduler = build_scheduler(tc, optimizer, steps_per_epoch)
     epoch, start_step, sums = 0, 0, {}
     if ckpt is not None:
         method.load_state_dict(ckpt["method"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt["sums"]
     if tc.compile:
         method.model.encoder.compile()
         method.model.decoder.compile()
 
-    train_x = data.train.images.to(device)
-    val_x = data.val.images.to(device)
-    n, bs = len(train_x), tc.batch_size
-    steps_per_epoch = math.ceil(n / bs)
     log = RunLog(run_dir, tc.tensorboard, completed_epochs=epoch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
 
@@ -110,6 +115,7 @@ def train(
         payload = {
             "method": method.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scheduler": None if scheduler is None else scheduler.state_dict(),
             "epoch": epoch,
             "step": step,
             "sums": {k: float(v) for k, v in sums.items()},
@@ -141,7 +147,10 @@ def train(
             )
             for step in range(start_step, steps_per_epoch):
                 idx = perm[step * bs : (step + 1) * bs]
+                method.epoch_progress = epoch + step / steps_per_epoch
                 out = train_step(method, optimizer, train_x[idx], gen, tc.grad_clip, autocast)
+                if tc.scheduler == "warmup":
+                    scheduler.step()  # type: ignore[union-attr]
                 for key, value in out.items():
                     sums[key] = sums.get(key, 0.0) + value.detach().float() * len(idx)
                 sums["n"] = sums.get("n", 0.0) + len(idx)
@@ -154,6 +163,7 @@ def train(
                     checkpoint(epoch, step + 1, gen.get_state())
                 bar.update()
             bar.close()
+            method.after_epoch()
             count = float(sums.pop("n"))
             row: dict[str, Any] = {"epoch": epoch + 1}
             row.update({f"train_{k}": float(v) / count for k, v in sums.items()})
@@ -164,6 +174,10 @@ def train(
             log.log(row)
             if tc.progress:
                 print(_summary(row, tc.epochs), flush=True)
+            if tc.scheduler == "exponential":
+                scheduler.step()  # type: ignore[union-attr]
+            elif tc.scheduler == "plateau":
+                scheduler.step(row["train_loss"])  # type: ignore[union-attr]
             epoch, start_step, sums = epoch + 1, 0, {}
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 checkpoint(epoch, 0, None)
@@ -188,7 +202,45 @@ def train_step(
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
     optimizer.step()
+    method.after_step()
     return out
+
+
+def build_optimizer(tc: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if tc.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=tc.lr,
+            momentum=tc.momentum,
+            nesterov=tc.nesterov,
+            weight_decay=tc.weight_decay,
+        )
+    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def build_scheduler(tc: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+    """exponential: x lr_gamma per epoch (BTVAE); plateau: ReduceLROnPlateau on the epoch's mean
+    train loss (CR-VAE); warmup: linear from 0 over warmup_epochs, per step, then constant (AAVAE).
+    """
+    sched = torch.optim.lr_scheduler
+    if tc.scheduler == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=tc.lr_gamma)
+    if tc.scheduler == "plateau":
+        return sched.ReduceLROnPlateau(
+            optimizer, factor=tc.plateau_factor, patience=tc.plateau_patience, min_lr=tc.min_lr
+        )
+    if tc.scheduler == "warmup":
+        warmup = max(1, round(tc.warmup_epochs * steps_per_epoch))
+        return sched.LambdaLR(optimizer, lambda step: min(1.0, step / warmup))
+    return None
+
+
+def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float) -> int:
+    steps = n // batch_size if drop_last else math.ceil(n / batch_size)
+    steps = max(1, int(steps * fraction))
+    if drop_last and n < batch_size:
+        raise CvaeError(f"train.drop_last with {n} training images < batch size {batch_size}")
+    return steps
 
 
 @torch.no_grad()
