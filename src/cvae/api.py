@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cvae.config import RunConfig, from_plain
+from cvae.config import RunConfig, from_plain, resolve
 from cvae.data.base import from_float, to_float
 from cvae.errors import CvaeError
 from cvae.methods import Method, build_method
@@ -65,6 +65,22 @@ class Run:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     @torch.no_grad()
+    def features(
+        self, images: torch.Tensor, which: str = "mu", batch_size: int = 1024
+    ) -> torch.Tensor:
+        """Representation for probes: ``mu`` or ``h`` (the encoder's pre-projection features,
+        for encoders that expose ``features(x)``, e.g. the AAVAE ResNet)."""
+        if which == "mu":
+            return self.encode(images, batch_size)[0]
+        if not hasattr(self.model.encoder, "features"):
+            raise CvaeError(f"the {self.config.model.arch} encoder exposes no 'h' features")
+        x = self.to_input(images)
+        parts = [
+            self.model.encoder.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
+        ]
+        return torch.cat(parts)
+
+    @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``z [N, d] -> images [N, C, H, W]`` in the value range."""
         return self.model.decode(z.to(self.device).float())
@@ -104,8 +120,8 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
         raise CvaeError(f"{run_dir}: run directory not found")
     dev = resolve_device(device)
     ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
-    cfg = from_plain(ckpt["config"])
     shape = tuple(ckpt["image_shape"])
+    cfg = resolve(from_plain(ckpt["config"]), shape)  # type: ignore[arg-type]
     method = build_method(cfg, shape).to(dev)  # type: ignore[arg-type]
     method.load_state_dict(ckpt["method"])
     method.eval()

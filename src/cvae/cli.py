@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model into a run directory")
     t.add_argument("--preset", help="packaged preset name (see `cvae presets`) or a YAML file")
     t.add_argument("--config", help="YAML config file (applied after --preset)")
-    t.add_argument("--method", help="vae | cvae")
+    t.add_argument("--method", help="vae | cvae | btvae | crvae | aavae | ae | aaae")
     t.add_argument("--dataset", help="digits | mnist | cifar10 | folder | synthetic")
     t.add_argument(
         "--data-dir", help="folder holding the dataset files (or a root with one per dataset)"
@@ -97,6 +97,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--knn-temperature", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--feature",
+        choices=["auto", "mu", "h"],
+        default="auto",
+        help="representation for probes (auto: h for aavae/ae/aaae, else mu)",
+    )
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -145,43 +151,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
     print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
     if args.eval:
-        _print_eval(
-            _run_eval(
-                run_dir,
-                "umap",
-                200,
-                0.1,
-                0,
-                cfg.train.device if cfg.train.device != "auto" else "cpu",
-            )
-        )
+        from cvae.evaluation.evaluate import evaluate
+
+        device = cfg.train.device if cfg.train.device != "auto" else "cpu"
+        _print_eval(evaluate(run_dir, device=device))
     return 0
-
-
-def _run_eval(
-    run_dir: Path, embedding: str, k: int, temperature: float, seed: int, device: str
-) -> dict:
-    from cvae.evaluation.evaluate import evaluate
-
-    return evaluate(
-        run_dir, embedding=embedding, knn_k=k, knn_temperature=temperature, seed=seed, device=device
-    )
 
 
 def _print_eval(result: dict) -> None:
     for name, m in result["metrics"].items():
-        print(f"{name:>22}: {m['value']:.4f}")
+        print(f"{name:>22}: {m['value']:.4g}")
     for note in result["notes"]:
         print(f"note: {note}")
     print(f"metrics: {Path(result['run_dir']) / 'metrics.json'} ({result['seconds']} s)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    _print_eval(
-        _run_eval(
-            args.run_dir, args.embedding, args.knn_k, args.knn_temperature, args.seed, args.device
-        )
+    from cvae.evaluation.evaluate import evaluate
+
+    result = evaluate(
+        args.run_dir,
+        embedding=args.embedding,
+        knn_k=args.knn_k,
+        knn_temperature=args.knn_temperature,
+        seed=args.seed,
+        device=args.device,
+        feature=args.feature,
     )
+    _print_eval(result)
     return 0
 
 

@@ -14,6 +14,8 @@ import torch
 
 from cvae.api import Run, load
 from cvae.data import DataSplits, ImageDataset
+from cvae.errors import CvaeError
+from cvae.evaluation.collapse import active_units, mean_kl
 from cvae.evaluation.knn import knn_weighted_cosine
 from cvae.evaluation.plots import save_curves, save_embedding_plot, save_image_grid
 from cvae.evaluation.probes import logistic_regression_paper, logistic_regression_standard
@@ -31,6 +33,7 @@ def evaluate(
     knn_temperature: float = 0.1,
     seed: int = 0,
     device: str = "cpu",
+    feature: str = "auto",
     data: DataSplits | None = None,
 ) -> dict[str, Any]:
     """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``."""
@@ -41,14 +44,20 @@ def evaluate(
     figures = run.run_dir / "figures"
     figures.mkdir(exist_ok=True)
 
-    train_mu = run.encode(data.train.images)[0].cpu()
-    eval_mu = run.encode(eval_split.images)[0].cpu()
-    metrics: dict[str, Any] = {}
+    feature = _feature_name(run, feature)
+    eval_mu, eval_logvar = (t.cpu() for t in run.encode(eval_split.images))
+    metrics: dict[str, Any] = {
+        "kl": mean_kl(eval_mu, eval_logvar),
+        "active_units": active_units(eval_mu),
+    }
     notes: list[str] = []
     if eval_split.labels is not None and data.train.labels is not None:
-        metrics.update(
-            _probes(train_mu, data.train, eval_mu, eval_split, eval_name, knn_k, knn_temperature)
-        )
+        train_f = run.features(data.train.images, feature).cpu()
+        eval_f = eval_mu if feature == "mu" else run.features(eval_split.images, feature).cpu()
+        probes = _probes(train_f, data.train, eval_f, eval_split, eval_name, knn_k, knn_temperature)
+        for result in probes.values():
+            result["protocol"]["feature_name"] = feature
+        metrics.update(probes)
     else:
         notes.append("unlabeled dataset: probes and KNN skipped")
 
@@ -59,7 +68,7 @@ def evaluate(
         "preset": run.config.preset,
         "dataset": run.config.data.dataset,
         "checkpoint_epoch": run.epoch,
-        "feature": "mu (posterior mean, eval mode)",
+        "feature": FEATURES[feature],
         "eval_split": {"name": eval_name, "n": len(eval_split)},
         "data": {
             "train_split_n": len(data.train),
@@ -75,6 +84,22 @@ def evaluate(
     }
     _write_json(result, run.run_dir / "metrics.json")
     return result
+
+
+FEATURES = {
+    "mu": "mu (posterior mean, eval mode)",
+    "h": "h (encoder representation before the projection to mu/logvar, eval mode)",
+}
+
+
+def _feature_name(run: Run, feature: str) -> str:
+    """auto: h for the AAVAE family when the encoder exposes it (spec 8.4), else mu."""
+    if feature == "auto":
+        aavae_family = run.config.method in ("aavae", "ae", "aaae")
+        return "h" if aavae_family and hasattr(run.model.encoder, "features") else "mu"
+    if feature not in FEATURES:
+        raise CvaeError(f"unknown feature '{feature}'; choose from auto, {', '.join(FEATURES)}")
+    return feature
 
 
 def _probes(
