@@ -80,11 +80,13 @@ def test_eval_on_digits_writes_metrics_with_protocols(tmp_path, capsys):
     assert main(["eval", str(run), "--embedding", "tsne"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     m = metrics["metrics"]
-    assert set(m) == {"logreg_paper", "logreg_standard", "knn_weighted_cosine"}
+    probes = {"logreg_paper", "logreg_standard", "knn_weighted_cosine"}
+    assert set(m) == probes | {"kl", "active_units"}
+    assert 0 < m["active_units"]["value"] <= 10 and m["kl"]["value"] > 0
     assert m["logreg_paper"]["protocol"]["random_state"] == 42
     assert m["knn_weighted_cosine"]["protocol"]["k"] <= 200
     assert m["knn_weighted_cosine"]["protocol"]["temperature"] == 0.1
-    assert all(0.5 < v["value"] <= 1.0 for v in m.values())  # trained digits latents separate
+    assert all(0.5 < m[p]["value"] <= 1.0 for p in probes)  # trained digits latents separate
     for fig in ("reconstructions.png", "samples.png", "tsne.png", "curves.png"):
         assert (run / "figures" / fig).stat().st_size > 1000
     assert "logreg_paper" in capsys.readouterr().out

@@ -169,7 +169,15 @@ def test_schedule_drives_training_weights(tmp_path):
                 "loss.queue_size": 1024,
             },
         ),
-        ("aavae", {"loss.reconstruction": "gaussian", "loss.reduction": "sum"}),
+        # digit-appropriate views (the SimCLR crops of CIFAR flip and shrink digits too much)
+        (
+            "aavae",
+            {
+                "loss.reconstruction": "gaussian",
+                "loss.reduction": "sum",
+                "data.augment": "cvae-mnist",
+            },
+        ),
     ],
 )
 def test_short_mnist_run_learns(tmp_path, mnist_dir, method, overrides):
