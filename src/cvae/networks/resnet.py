@@ -187,10 +187,27 @@ class Interpolate(nn.Module):
         return f"size={self.size}" if self.size is not None else "scale_factor=2"
 
 
-class UpBasicBlock(nn.Module):
-    """Inverted basic block without BN: [upscale] -> conv3x3-ReLU -> conv3x3, + skip, ReLU."""
+class _UpBlock(nn.Module):
+    """Shared plumbing of the inverted blocks: optional in-block ``upscale`` and skip-path
+    ``upsample``; ``forward`` = ReLU(residual(x) + skip(x))."""
 
     expansion = 1
+
+    def __init__(self, upsample: nn.Module | None, upscale: nn.Module | None) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        self.upsample, self.upscale = upsample, upscale
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
+        return self.relu(self.residual(x) + identity)
+
+
+class UpBasicBlock(_UpBlock):
+    """Inverted basic block without BN: [upscale] -> conv3x3-ReLU -> conv3x3, + skip, ReLU."""
 
     def __init__(
         self,
@@ -199,20 +216,16 @@ class UpBasicBlock(nn.Module):
         upsample: nn.Module | None = None,
         upscale: nn.Module | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(upsample, upscale)
         self.conv1 = _conv3x3(inplanes, planes, bias=True)
         self.conv2 = _conv3x3(planes, planes, bias=True)
-        self.relu = nn.ReLU(inplace=True)
-        self.upsample, self.upscale = upsample, upscale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.upscale is None else self.upscale(x)
-        out = self.conv2(self.relu(self.conv1(out)))
-        identity = x if self.upsample is None else self.upsample(x)
-        return self.relu(out + identity)
+        return self.conv2(self.relu(self.conv1(out)))
 
 
-class UpBottleneck(nn.Module):
+class UpBottleneck(_UpBlock):
     """Inverted bottleneck without BN: 1x1-ReLU -> [upscale] -> 3x3-ReLU -> 1x1 (x4), + skip."""
 
     expansion = 4
@@ -224,20 +237,16 @@ class UpBottleneck(nn.Module):
         upsample: nn.Module | None = None,
         upscale: nn.Module | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(upsample, upscale)
         self.conv1 = _conv1x1(inplanes, planes, bias=True)
         self.conv2 = _conv3x3(planes, planes, bias=True)
         self.conv3 = _conv1x1(planes, planes * self.expansion, bias=True)
-        self.relu = nn.ReLU(inplace=True)
-        self.upsample, self.upscale = upsample, upscale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.conv1(x))
         if self.upscale is not None:
             out = self.upscale(out)
-        out = self.conv3(self.relu(self.conv2(out)))
-        identity = x if self.upsample is None else self.upsample(x)
-        return self.relu(out + identity)
+        return self.conv3(self.relu(self.conv2(out)))
 
 
 #: decoder name -> (block, blocks per layer, h_dim) mirroring the matching encoder.
