@@ -20,7 +20,8 @@ from cvae.errors import ConfigError
 @dataclass
 class DataConfig:
     dataset: str = "digits"
-    """digits | mnist | cifar10 | folder | synthetic."""
+    """digits | mnist | fashion-mnist | emnist | cifar10 | stl10 | stl10-unlabeled | celeba |
+    omniglot | folder | synthetic (see docs/datasets.md)."""
     data_dir: str | None = None
     """Folder holding the files (or a data root holding one folder per dataset)."""
     download: bool = False
@@ -189,10 +190,15 @@ _CHOICES = {
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Raise :class:`ConfigError` (one line) on the first bad value; return ``cfg``."""
+    from cvae.data import DATASETS
     from cvae.methods import METHODS
 
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown method '{cfg.method}'; choose from {', '.join(METHODS)}")
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset '{cfg.data.dataset}'; choose from {', '.join(DATASETS)}"
+        )
     for key, allowed in _CHOICES.items():
         value = _get(cfg, key)
         if value not in allowed:

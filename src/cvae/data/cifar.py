@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
-import tarfile
-import tempfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cvae.data.base import ImageDataset
-from cvae.data.download import default_data_root, md5_file
+from cvae.data.download import default_data_root, extract, verify_md5
 from cvae.data.download import download as fetch
 from cvae.errors import DataError
 
@@ -101,37 +96,6 @@ def _read_classes(path: Path) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _extract(archive: Path) -> Path:
-    """Extract the batch files of ``archive`` beside it, refusing anything but plain files.
-
-    Only the known member names are written, each to a fixed name inside ``cifar-10-batches-py/``
-    via a temporary file and ``os.replace``, so no member can escape the folder.
-    """
-    wanted = {f"{BATCH_DIR}/{name}" for name in CHECKSUMS}
-    dest = archive.parent / BATCH_DIR
-    dest.mkdir(exist_ok=True)
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                if member.name not in wanted:
-                    continue
-                if not member.isfile():
-                    raise DataError(f"{archive}: {member.name} is not a regular file")
-                fd, tmp = tempfile.mkstemp(prefix=".extract.", dir=dest)
-                try:
-                    with tar.extractfile(member) as src, os.fdopen(fd, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    os.replace(tmp, dest / Path(member.name).name)
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-        raise DataError(f"{archive}: cannot extract ({err})") from err
-    missing = [name for name in CHECKSUMS if not (dest / name).is_file()]
-    if missing:
-        raise DataError(f"{archive}: missing {', '.join(missing)} under {BATCH_DIR}/")
-    return dest
-
-
 def _locate(root: Path) -> tuple[Path | None, Path | None]:
     """(folder holding the batches, archive) found under ``root``; either may be ``None``."""
     bases = [root, root / "cifar10"]
@@ -139,14 +103,6 @@ def _locate(root: Path) -> tuple[Path | None, Path | None]:
     batches = next((p for p in folders if (p / TRAIN_BATCHES[0]).is_file()), None)
     archive = next((b / ARCHIVE for b in bases if (b / ARCHIVE).is_file()), None)
     return batches, archive
-
-
-def _verify(path: Path, expected: str) -> None:
-    got = md5_file(path)
-    if got != expected:
-        raise DataError(
-            f"{path}: checksum mismatch: md5 {got}, expected {expected}; delete it and try again"
-        )
 
 
 def load_cifar10(
@@ -171,14 +127,16 @@ def load_cifar10(
         downloaded = True
     if folder is None:
         if not downloaded:  # download() already checked the md5
-            _verify(archive, ARCHIVE_MD5)
-        folder = _extract(archive)
+            verify_md5(archive, ARCHIVE_MD5)
+        folder = extract(
+            archive, [f"{BATCH_DIR}/{name}" for name in CHECKSUMS], archive.parent / BATCH_DIR
+        )
 
     missing = [name for name in CHECKSUMS if not (folder / name).is_file()]
     if missing:
         raise DataError(f"CIFAR-10 files missing in {folder}: {', '.join(missing)}")
     for name, expected in CHECKSUMS.items():
-        _verify(folder / name, expected)
+        verify_md5(folder / name, expected)
     classes = _read_classes(folder / META)
     train = [_read_batch(folder / name) for name in TRAIN_BATCHES]
     test_images, test_labels = _read_batch(folder / TEST_BATCH)

@@ -1,4 +1,4 @@
-"""Mirror-aware downloads with md5 verification, and the default data cache location."""
+"""Mirror-aware downloads, md5 checks, safe archive extraction and the default data location."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import gzip
 import hashlib
 import http.client
 import os
+import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import IO
 
 from cvae.errors import DataError
 
@@ -85,3 +91,63 @@ def download(
         finally:
             tmp.unlink(missing_ok=True)
     raise DataError(f"could not download {dest.name}: " + "; ".join(failures))
+
+
+def resolve_folder(root: Path, sub: str, markers: list[str]) -> Path:
+    """``root`` itself if it holds any of ``markers`` (relative paths), else ``root / sub``.
+
+    A loader's ``root`` may be the dataset's own folder or a data root with one folder per dataset.
+    """
+    root = Path(root)
+    return root if any((root / m).exists() for m in markers) else root / sub
+
+
+def verify_md5(path: Path, expected: str) -> None:
+    """Raise a one-line :class:`DataError` naming ``path`` unless its md5 is ``expected``."""
+    got = md5_file(path)
+    if got != expected:
+        raise DataError(
+            f"{path}: checksum mismatch: md5 {got}, expected {expected}; delete it and try again"
+        )
+
+
+def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], IO[bytes]]]]:
+    """(name, is a regular file, opener) for each member of a .zip or .tar(.gz) ``archive``."""
+    if archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                yield info.filename, not info.is_dir(), partial(zf.open, info)
+    else:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                yield member.name, member.isfile(), partial(tar.extractfile, member)
+
+
+def extract(archive: Path, wanted: list[str], dest: Path) -> Path:
+    """Extract the members named ``wanted`` of a .zip/.tar(.gz) ``archive`` flat into ``dest``.
+
+    Each member is written under its base name only, through a temporary file and
+    ``os.replace``, so no member can escape ``dest`` and no output file is ever partial; links and
+    other non-regular members raise. Raises :class:`DataError` if a wanted member is missing.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    want = set(wanted)
+    try:
+        for name, regular, opener in _members(archive):
+            if name not in want:
+                continue
+            if not regular:
+                raise DataError(f"{archive}: {name} is not a regular file")
+            fd, tmp = tempfile.mkstemp(prefix=".extract.", dir=dest)
+            try:
+                with opener() as src, os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.replace(tmp, dest / Path(name).name)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error) as err:
+        raise DataError(f"{archive}: cannot extract ({err})") from err
+    missing = [name for name in wanted if not (dest / Path(name).name).is_file()]
+    if missing:
+        raise DataError(f"{archive}: missing {', '.join(missing)}")
+    return dest

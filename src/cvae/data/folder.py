@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +9,7 @@ import torch
 from PIL import Image
 
 from cvae.data.base import ImageDataset
+from cvae.data.cache import cache_file, load_cache, save_cache
 from cvae.data.download import default_data_root
 from cvae.errors import ConfigError, DataError
 
@@ -77,35 +73,9 @@ def _cache_path(
     root: Path, paths: list[Path], image_size: int | None, channels: int | None, cache_root: Path
 ) -> Path:
     stats = [(str(p.relative_to(root)), (st := p.stat()).st_mtime_ns, st.st_size) for p in paths]
-    key = json.dumps(
-        [_CACHE_VERSION, str(root), stats, image_size, channels], separators=(",", ":")
+    return cache_file(
+        cache_root, "folders", [_CACHE_VERSION, str(root), stats, image_size, channels]
     )
-    return cache_root / "folders" / f"{hashlib.sha1(key.encode()).hexdigest()}.pt"
-
-
-def _load_cache(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        cached = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt or foreign cache file is rebuilt, never trusted
-        warnings.warn(f"ignoring unreadable cache {path} ({err})", stacklevel=3)
-        return None
-    return cached if isinstance(cached, dict) and "images" in cached else None
-
-
-def _save_cache(path: Path, payload: dict) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except OSError as err:
-        warnings.warn(f"could not write cache {path} ({err})", stacklevel=3)
 
 
 def load_folder(
@@ -132,7 +102,7 @@ def load_folder(
     cache = _cache_path(root, paths, image_size, channels, cache_root or default_data_root())
     info = {"source": str(root), "files": len(paths), "classes": classes, "cache": str(cache)}
 
-    cached = _load_cache(cache)
+    cached = load_cache(cache)
     if cached is None:
         headers = [_probe(p) for p in paths]
         if image_size is None:
@@ -153,7 +123,7 @@ def load_folder(
         cached = {"images": images.permute(0, 3, 1, 2).contiguous()}
         if labels is not None:
             cached["labels"] = torch.tensor(labels, dtype=torch.int64)
-        _save_cache(cache, cached)
+        save_cache(cache, cached)
         info["cache_hit"] = False
     else:
         info["cache_hit"] = True

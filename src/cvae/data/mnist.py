@@ -1,17 +1,18 @@
-"""MNIST from the original IDX files (``.gz`` or uncompressed), with optional download."""
+"""IDX datasets (MNIST and its look-alikes) from ``.gz`` or uncompressed files, with download."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cvae.data.base import ImageDataset
-from cvae.data.download import default_data_root
+from cvae.data.download import default_data_root, resolve_folder
 from cvae.data.download import download as fetch
 from cvae.errors import DataError
 
@@ -39,6 +40,10 @@ CHECKSUMS = {
     ),
 }
 CLASSES = [str(i) for i in range(10)]
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 _IMAGES_MAGIC, _LABELS_MAGIC = 2051, 2049
 
 
@@ -105,18 +110,36 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _resolve_folder(root: Path) -> Path:
-    """``root`` itself if it holds any MNIST file, else ``root/mnist``."""
-    return root if any(_find(root, stem) for stem in CHECKSUMS) else root / "mnist"
+@dataclass(frozen=True)
+class IdxSource:
+    """One IDX dataset: its files, official checksums, download mirrors and classes.
+
+    ``splits`` maps ``train``/``test`` to (images stem, labels stem); ``checksums`` maps each stem
+    to (md5 of the official .gz, md5 of the uncompressed bytes or ``None`` if unpublished).
+    ``transpose`` swaps H and W (EMNIST stores images transposed relative to MNIST).
+    """
+
+    title: str
+    folder: str
+    splits: dict[str, tuple[str, str]]
+    checksums: dict[str, tuple[str, str | None]]
+    classes: list[str]
+    mirrors: list[str]
+    transpose: bool = False
 
 
-def _read_verified(path: Path, stem: str) -> tuple[bytes, str]:
+def _read_verified(path: Path, stem: str, source: IdxSource) -> tuple[bytes, str]:
     """Read ``path`` and check it against the official .gz or the uncompressed md5."""
-    gz_md5, raw_md5 = CHECKSUMS[stem]
+    gz_md5, raw_md5 = source.checksums[stem]
     raw = path.read_bytes()
     buf = _decompress(raw, path)
     if path.suffix == ".gz" and hashlib.md5(raw).hexdigest() == gz_md5:
         return buf, gz_md5
+    if raw_md5 is None:
+        raise DataError(
+            f"{path}: checksum mismatch: md5 {hashlib.md5(raw).hexdigest()}, expected the "
+            f"official {stem}.gz ({gz_md5}); delete it and download {stem}.gz again"
+        )
     got = hashlib.md5(buf).hexdigest()
     if got != raw_md5:
         raise DataError(
@@ -124,6 +147,62 @@ def _read_verified(path: Path, stem: str) -> tuple[bytes, str]:
             f"(or official .gz md5 {gz_md5}); delete it and download again"
         )
     return buf, raw_md5
+
+
+def build_split(
+    images: torch.Tensor, labels: torch.Tensor, source: IdxSource, where: str
+) -> ImageDataset:
+    """Check counts and label range, undo ``source.transpose``, and wrap as an ImageDataset."""
+    if len(images) != len(labels):
+        raise DataError(f"{where} has {len(images)} images but {len(labels)} labels")
+    if len(labels) and int(labels.max()) >= len(source.classes):
+        raise DataError(f"{where}: labels outside 0..{len(source.classes) - 1}")
+    if source.transpose:
+        images = images.transpose(-1, -2).contiguous()
+    return ImageDataset(images, labels, source.classes)
+
+
+def load_idx(
+    source: IdxSource, root: Path | None, *, download: bool = False
+) -> tuple[ImageDataset, ImageDataset, dict]:
+    """Load the train and test splits of an IDX dataset, verifying every file's md5.
+
+    ``root`` is the folder holding the IDX files (``.gz`` or uncompressed) or a data root holding
+    ``source.folder``; ``None`` means ``default_data_root() / source.folder``. Missing files are
+    downloaded there from ``source.mirrors`` with ``download``.
+    """
+    stems = list(source.checksums)
+    if root is None:
+        folder = default_data_root() / source.folder
+    else:
+        markers = [name for stem in stems for name in (f"{stem}.gz", stem)]
+        folder = resolve_folder(Path(root), source.folder, markers)
+    missing = [stem for stem in stems if _find(folder, stem) is None]
+    if missing and not download:
+        names = ", ".join(f"{stem}.gz" for stem in missing)
+        raise DataError(
+            f"{source.title} files missing in {folder}: {names}; "
+            f"pass --download or put the files in {folder}"
+        )
+    for stem in missing:
+        accepted = {md5 for md5 in source.checksums[stem] if md5 is not None}
+        fetch([url + f"{stem}.gz" for url in source.mirrors], folder / f"{stem}.gz", accepted)
+
+    files, splits = {}, []
+    for split, (images_stem, labels_stem) in source.splits.items():
+        parts = []
+        for stem, parse in ((images_stem, _parse_images), (labels_stem, _parse_labels)):
+            path = _find(folder, stem)
+            buf, files[path.name] = _read_verified(path, stem, source)
+            parts.append(parse(buf, path))
+        splits.append(build_split(*parts, source, f"{folder}: {split}"))
+    info = {
+        "source": str(folder.resolve()),
+        "files": files,
+        "md5_verified": True,
+        "downloaded": [f"{stem}.gz" for stem in missing],
+    }
+    return splits[0], splits[1], info
 
 
 def load_mnist(
@@ -134,34 +213,5 @@ def load_mnist(
     ``root`` is the folder holding the four IDX files or a data root holding ``mnist/``; ``None``
     means ``default_data_root() / "mnist"``. Missing files are downloaded there with ``download``.
     """
-    folder = default_data_root() / "mnist" if root is None else _resolve_folder(Path(root))
-    missing = [stem for stem in CHECKSUMS if _find(folder, stem) is None]
-    if missing and not download:
-        names = ", ".join(f"{stem}.gz" for stem in missing)
-        raise DataError(
-            f"MNIST files missing in {folder}: {names}; "
-            f"pass --download or put the files in {folder}"
-        )
-    for stem in missing:
-        fetch([url + f"{stem}.gz" for url in MIRRORS], folder / f"{stem}.gz", set(CHECKSUMS[stem]))
-
-    files, parts = {}, {}
-    for stem in CHECKSUMS:
-        path = _find(folder, stem)
-        buf, files[path.name] = _read_verified(path, stem)
-        parts[stem] = (_parse_labels if "labels" in stem else _parse_images)(buf, path)
-    splits = []
-    for prefix in ("train", "t10k"):
-        images, labels = parts[f"{prefix}-images-idx3-ubyte"], parts[f"{prefix}-labels-idx1-ubyte"]
-        if len(images) != len(labels):
-            raise DataError(f"{folder}: {prefix} has {len(images)} images but {len(labels)} labels")
-        if len(labels) and int(labels.max()) >= len(CLASSES):
-            raise DataError(f"{folder}: {prefix} labels outside 0..9")
-        splits.append(ImageDataset(images, labels, CLASSES))
-    info = {
-        "source": str(folder.resolve()),
-        "files": files,
-        "md5_verified": True,
-        "downloaded": [f"{stem}.gz" for stem in missing],
-    }
-    return splits[0], splits[1], info
+    source = IdxSource("MNIST", "mnist", SPLITS, CHECKSUMS, CLASSES, MIRRORS)
+    return load_idx(source, root, download=download)

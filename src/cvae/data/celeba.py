@@ -1,0 +1,155 @@
+"""CelebA aligned faces (Liu et al. 2015), cropped and resized as in the BTVAE reference.
+
+The decoded images are cached once as uint8 tensors (decoding 202,599 JPEGs takes minutes).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cvae.data.base import ImageDataset
+from cvae.data.cache import cache_file, load_cache, save_cache
+from cvae.data.download import default_data_root, md5_file, resolve_folder, verify_md5
+from cvae.data.download import download as fetch
+from cvae.errors import DataError
+
+ARCHIVE = "img_align_celeba.zip"
+IMAGE_DIR = "img_align_celeba"
+PARTITION = "list_eval_partition.txt"
+# Official Google Drive file ids and md5s (as in torchvision's CelebA).
+DRIVE_URL = "https://drive.google.com/uc?export=download&id="
+FILES = {
+    ARCHIVE: ("0B7EVK8r0v71pZjFTYXZWM3FlRnM", "00d2c5bc6d35e252742224ab0c1e8fcb"),
+    PARTITION: ("0B7EVK8r0v71pY0NSMzRuSXJEVkk", "d32c9cbf5e040fd4025c592c306e6668"),
+}
+HOMEPAGE = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+SPLITS = ("train", "valid", "test")  # partition ids 0, 1, 2
+CROP = 148  # BTVAE / PyTorch-VAE: CenterCrop(148) then Resize(64)
+SIZE = 64
+_CACHE_VERSION = 1
+
+
+def read_partition(path: Path) -> tuple[list[str], np.ndarray]:
+    """``list_eval_partition.txt`` ("000001.jpg 0" per line) -> (file names, partition ids)."""
+    names, parts = [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise DataError(f"{path}:{number}: expected '<image>.jpg <0|1|2>', got {line!r}")
+        names.append(fields[0])
+        parts.append(int(fields[1]))
+    if not names:
+        raise DataError(f"{path}: no images listed")
+    return names, np.asarray(parts, dtype=np.int64)
+
+
+def crop_resize(image: Image.Image, crop: int = CROP, size: int = SIZE) -> np.ndarray:
+    """Centre crop ``crop`` x ``crop`` (offsets rounded as torchvision's CenterCrop), then a
+    bilinear (antialiased, PIL) resize to ``size`` x ``size`` -> uint8 ``[size, size, 3]``."""
+    width, height = image.size
+    if width < crop or height < crop:
+        raise DataError(f"image of {width}x{height} is smaller than the {crop}x{crop} crop")
+    top, left = round((height - crop) / 2), round((width - crop) / 2)
+    image = image.convert("RGB").crop((left, top, left + crop, top + crop))
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _decode_all(
+    names: list[str], read: Callable[[str], bytes], where: Path, size: int
+) -> torch.Tensor:
+    out = np.empty((len(names), size, size, 3), dtype=np.uint8)
+    for i, name in enumerate(names):
+        try:
+            with Image.open(io.BytesIO(read(name))) as image:
+                out[i] = crop_resize(image, CROP, size)
+        except (OSError, KeyError, ValueError, zlib.error, Image.DecompressionBombError) as err:
+            raise DataError(f"{where / name}: unreadable image ({err})") from err
+        except DataError as err:
+            raise DataError(f"{where / name}: {err}") from err
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _fetch_manually_hint(folder: Path, names: list[str]) -> str:
+    urls = ", ".join(f"{name} ({DRIVE_URL}{FILES[name][0]})" for name in names)
+    return f"download {urls} from Google Drive (see {HOMEPAGE}) into {folder}"
+
+
+def load_celeba(
+    root: Path | None,
+    *,
+    download: bool = False,
+    size: int = SIZE,
+    cache_root: Path | None = None,
+) -> tuple[ImageDataset, ImageDataset, ImageDataset, dict]:
+    """CelebA's official (train 162770, valid 19867, test 19962) splits, unlabeled, as uint8
+    ``[N, 3, size, size]``: centre crop 148 then resize to ``size`` (spec 4.3, no flip).
+
+    ``root``: the folder holding ``list_eval_partition.txt`` and ``img_align_celeba.zip`` (or the
+    extracted ``img_align_celeba/``), or a data root holding ``celeba/``. The zip and the partition
+    file are md5-checked; loose JPEGs cannot be. ``download`` tries Google Drive, which often
+    refuses scripted downloads: then fetch the files by hand. The decoded tensors are cached
+    under ``<cache_root or the data root>/celeba/``.
+    """
+    base = default_data_root() if root is None else Path(root)
+    folder = resolve_folder(base, "celeba", [PARTITION, ARCHIVE, IMAGE_DIR])
+    image_dir, archive, partition = folder / IMAGE_DIR, folder / ARCHIVE, folder / PARTITION
+    missing = [PARTITION] if not partition.is_file() else []
+    if not image_dir.is_dir() and not archive.is_file():
+        missing.append(ARCHIVE)
+    if missing and not download:
+        raise DataError(
+            f"CelebA files missing in {folder}: {', '.join(missing)}; "
+            + _fetch_manually_hint(folder, missing)
+        )
+    for name in missing:
+        drive_id, md5 = FILES[name]
+        try:
+            fetch([DRIVE_URL + drive_id], folder / name, md5)
+        except DataError as err:
+            raise DataError(f"{err}; {_fetch_manually_hint(folder, [name])}") from err
+    verify_md5(partition, FILES[PARTITION][1])
+    names, parts = read_partition(partition)
+
+    source = image_dir if image_dir.is_dir() else archive
+    stat = source.stat()
+    key = [_CACHE_VERSION, str(source.resolve()), stat.st_size, stat.st_mtime_ns, CROP, size]
+    cache = cache_file(cache_root or default_data_root(), "celeba", [*key, md5_file(partition)])
+    cached = load_cache(cache)
+    info = {
+        "source": str(source.resolve()),
+        "files": {PARTITION: FILES[PARTITION][1]},
+        "md5_verified": source == archive,
+        "transform": f"center crop {CROP}, bilinear resize {size}",
+        "cache": str(cache),
+        "cache_hit": cached is not None,
+        "val_split": "official list_eval_partition valid (1)",
+    }
+    if source == archive:
+        info["files"][ARCHIVE] = FILES[ARCHIVE][1]
+    if cached is None:
+        if source == archive:
+            verify_md5(archive, FILES[ARCHIVE][1])
+            try:
+                with zipfile.ZipFile(archive) as zf:
+                    images = _decode_all(
+                        names, lambda n: zf.read(f"{IMAGE_DIR}/{n}"), archive, size
+                    )
+            except zipfile.BadZipFile as err:
+                raise DataError(f"{archive}: corrupt zip ({err})") from err
+        else:
+            images = _decode_all(names, lambda n: (image_dir / n).read_bytes(), image_dir, size)
+        cached = {"images": images, "partition": torch.from_numpy(parts)}
+        save_cache(cache, cached)
+    images, part = cached["images"], cached["partition"]
+    train, valid, test = (ImageDataset(images[part == i]) for i in range(len(SPLITS)))
+    return train, valid, test, info
