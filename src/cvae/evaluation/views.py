@@ -70,6 +70,8 @@ def view_cosine_similarity(
         ``{"matrix": [N, N] numpy array, "view_cosine_within": {"value", "protocol"},
         "view_cosine_between": {"value", "protocol"}, "protocol": {...}}``.
     """
+    if feature not in ("mu", "h"):
+        raise CvaeError(f"feature must be 'mu' or 'h', got {feature!r}")
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
         raise CvaeError("view_cosine_similarity expects uint8 images [N, C, H, W]")
     if len(images_uint8) < n_images:
