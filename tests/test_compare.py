@@ -288,7 +288,7 @@ def test_interpolation_rows_are_endpoints_and_path(digits_run: Path, tmp_path: P
     for n in (1, 2):
         out = save_interpolations(run, imgs[:n], imgs[5 : 5 + n], tmp_path / f"i{n}.png", steps=4)
         heights.append(mpimg.imread(out).shape[0])
-    assert heights[1] - heights[0] == 8 * 2 + 4  # one 8-px row at scale 2 plus the gap
+    assert heights[1] - heights[0] == 8 * 6 + 4  # one 8-px row at scale ceil(48 / 8) + the gap
     torch.testing.assert_close(
         run.interpolate(imgs[:1], imgs[5:6], steps=4)[0, -1], run.reconstruct(imgs[5:6])[0]
     )

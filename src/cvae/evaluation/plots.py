@@ -350,6 +350,7 @@ def save_interpolations(
     *,
     steps: int = 10,
     title: str | None = None,
+    scale: int | None = None,
 ) -> Path:
     """Latent interpolations between pairs of images, one row per pair.
 
@@ -361,6 +362,8 @@ def save_interpolations(
         run: a loaded run (:func:`cvae.load`).
         starts, ends: uint8 images ``[P, C, H, W]`` (or floats in the run's value range).
         steps: decoded points per row, endpoints included (>= 2).
+        scale: screen pixels per image pixel; default ``max(2, ceil(48 / W))`` so small images
+            (8x8 digits) stay legible.
     """
     if starts.shape != ends.shape or starts.ndim != 4:
         raise ValueError(f"starts and ends must be [P, C, H, W], got {starts.shape}, {ends.shape}")
@@ -374,10 +377,8 @@ def save_interpolations(
         path,
         row_titles=[f"pair {i}" for i in range(len(rows))],
         title=title
-        or (
-            f"{run.config.method}: linear interpolation in mu, {steps} steps "
-            "(outer columns: originals)"
-        ),
+        or f"{run.config.method}: interpolation in mu, {steps} steps (outer columns: originals)",
+        scale=scale or max(2, math.ceil(48 / starts.shape[-1])),
     )
 
 
@@ -405,7 +406,7 @@ def save_kl_per_dim(
     if active is not None and active.shape != kl.shape:
         raise ValueError(f"active_mask has {active.size} entries for {kl.size} dimensions")
     order = np.argsort(-kl, kind="stable") if sort else np.arange(kl.size)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * kl.size + 2), 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.25 * kl.size + 2), 3.6), dpi=100)
     x = np.arange(kl.size)
     if active is None:
         ax.bar(x, kl[order], color="tab:blue")
@@ -434,14 +435,16 @@ def save_similarity_matrix(
 ) -> Path:
     """Heat map of a view cosine-similarity matrix ordered by image (see ``views.py``).
 
-    Lines separate the ``n_views x n_views`` blocks of each image; the colour scale is [-1, 1].
+    Lines separate the ``n_views x n_views`` blocks of each image; the colour scale runs from
+    the matrix minimum to 1, so structure among uniformly high similarities stays visible.
     """
     sim = np.asarray(matrix, dtype=float)
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] % n_views:
         raise ValueError(f"matrix must be square, rows a multiple of {n_views}; got {sim.shape}")
     n = sim.shape[0]
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
-    im = ax.imshow(sim, cmap="viridis", vmin=-1.0, vmax=1.0, interpolation="nearest")
+    vmin = min(float(sim.min()), 1.0 - 1e-3)
+    im = ax.imshow(sim, cmap="viridis", vmin=vmin, vmax=1.0, interpolation="nearest")
     for k in range(n_views, n, n_views):
         ax.axhline(k - 0.5, color="white", lw=0.6)
         ax.axvline(k - 0.5, color="white", lw=0.6)
