@@ -16,7 +16,10 @@ from cvae.evaluation.plots import (
     save_curves,
     save_embedding_plot,
     save_image_grid,
+    save_kl_per_dim,
+    save_similarity_matrix,
 )
+from cvae.evaluation.views import similarity_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -115,6 +118,49 @@ def test_curves_from_csv(tmp_path: Path) -> None:
     bad.write_text("step,loss\n1,2\n")
     with pytest.raises(ValueError):
         save_curves(bad, tmp_path / "y.png")
+
+
+def _colour_pixels(arr: np.ndarray, rgb: tuple[float, float, float]) -> int:
+    return int((np.abs(arr[..., :3] - np.array(rgb)).max(axis=-1) < 0.02).sum())
+
+
+def test_kl_per_dim_marks_active_units(tmp_path: Path) -> None:
+    blue = (0x1F / 255, 0x77 / 255, 0xB4 / 255)  # matplotlib tab:blue
+    grey = (0.6, 0.6, 0.6)
+    kl = [0.5, 1.0, 2.0, 0.8]
+    arr = _read_png(save_kl_per_dim(kl, tmp_path / "kl.png", [True, False, True, False]))
+    only_blue = _read_png(save_kl_per_dim(kl, tmp_path / "all.png", sort=True))
+    # half the bar area turns grey (grid lines and text antialiasing add a few grey pixels)
+    assert _colour_pixels(arr, grey) > 1000 > 200 > _colour_pixels(only_blue, grey)
+    assert _colour_pixels(only_blue, blue) > 1.5 * _colour_pixels(arr, blue) > 1000
+    with pytest.raises(ValueError):
+        save_kl_per_dim(kl, tmp_path / "bad.png", [True])
+    with pytest.raises(ValueError):
+        save_kl_per_dim([], tmp_path / "bad.png")
+
+
+def test_similarity_summary_hand_computed() -> None:
+    # image 0: views (1, 0) and (1, 1); image 1: two views (0, 1)
+    f = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
+    sim, within, between = similarity_summary(f, n_images=2, n_views=2)
+    r = 1 / np.sqrt(2)
+    expected = torch.tensor([[1, r, 0, 0], [r, 1, r, r], [0, r, 1, 1], [0, r, 1, 1]])
+    torch.testing.assert_close(sim, expected.float())
+    assert within == pytest.approx((r + 1) / 2)  # pairs (0,1) and (2,3), both orders
+    assert between == pytest.approx(r / 2)  # (0,2)=(0,3)=0, (1,2)=(1,3)=r
+    # identical views of orthogonal images: within 1, between 0
+    _, within, between = similarity_summary(torch.eye(3).repeat_interleave(4, dim=0), 3, 4)
+    assert (within, between) == (pytest.approx(1.0), pytest.approx(0.0))
+    with pytest.raises(ValueError):
+        similarity_summary(f, n_images=3, n_views=2)
+
+
+def test_similarity_matrix_png(tmp_path: Path) -> None:
+    sim, _, _ = similarity_summary(torch.eye(3).repeat_interleave(4, dim=0), 3, 4)
+    arr = _read_png(save_similarity_matrix(sim.numpy(), 4, tmp_path / "sim.png", title="t"))
+    assert arr.shape[0] > 300 and arr.shape[1] > 300
+    with pytest.raises(ValueError):
+        save_similarity_matrix(np.zeros((6, 6)), 4, tmp_path / "bad.png")
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Command-line interface: ``cvae train | eval | demo | presets``.
+"""Command-line interface: ``cvae train | eval | compare | demo | presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
 interrupted or diverged run keeps its last good checkpoint and says how to resume.
@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--threads", type=int, default=None)
 
     sub.add_parser("presets", help="list the packaged presets")
+
+    c = sub.add_parser(
+        "compare", help="compare evaluated runs (and the papers' numbers): Markdown + HTML report"
+    )
+    c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    c.add_argument("--out", type=Path, required=True, help="folder for report.md and report.html")
+    c.add_argument("--title", help="report title")
     return parser
 
 
@@ -202,7 +209,23 @@ def cmd_presets(_: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "demo": cmd_demo, "presets": cmd_presets}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from cvae.evaluation.compare import compare, markdown_table
+
+    result = compare(args.run_dirs, args.out, title=args.title)
+    print(markdown_table(result))
+    print(f"report: {result['markdown']}")
+    print(f"html: {result['html']}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "demo": cmd_demo,
+    "presets": cmd_presets,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""PNG figures: image grids, 2-D embeddings of latent features, training curves.
+"""PNG figures: image grids, latent interpolations, 2-D embeddings of latent features, training
+curves, KL per latent dimension and view-similarity matrices.
 
 All figures use matplotlib's Agg backend (no display needed) and carry a title, axis labels
 and, where classes are shown, a legend, so each PNG is readable on its own.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import csv
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib
 
@@ -20,6 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+if TYPE_CHECKING:
+    from cvae.api import Run
 
 _GRID_PAD = 2  # pixels between tiles in an image grid
 
@@ -333,5 +338,122 @@ def save_curves(
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(title or f"Training curves: {Path(csv_path).name}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_interpolations(
+    run: Run,
+    starts: torch.Tensor,
+    ends: torch.Tensor,
+    path: str | Path,
+    *,
+    steps: int = 10,
+    title: str | None = None,
+    scale: int | None = None,
+) -> Path:
+    """Latent interpolations between pairs of images, one row per pair.
+
+    Each row is ``[start, decode(mu_t) for t in linspace(0, 1, steps), end]`` with
+    ``mu_t = (1 - t) mu(start) + t mu(end)`` (posterior means, eval mode, so deterministic): the
+    outer columns are the original images, the first and last decodes their reconstructions.
+
+    Args:
+        run: a loaded run (:func:`cvae.load`).
+        starts, ends: uint8 images ``[P, C, H, W]`` (or floats in the run's value range).
+        steps: decoded points per row, endpoints included (>= 2).
+        scale: screen pixels per image pixel; default ``max(2, ceil(48 / W))`` so small images
+            (8x8 digits) stay legible.
+    """
+    if starts.shape != ends.shape or starts.ndim != 4:
+        raise ValueError(f"starts and ends must be [P, C, H, W], got {starts.shape}, {ends.shape}")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    path_imgs = run.to_unit(run.interpolate(starts, ends, steps=steps)).cpu()
+    a, b = (run.to_unit(run.to_input(x)).cpu() for x in (starts, ends))
+    rows = [torch.cat([a[i : i + 1], path_imgs[i], b[i : i + 1]]) for i in range(len(a))]
+    return save_image_grid(
+        rows,
+        path,
+        row_titles=[f"pair {i}" for i in range(len(rows))],
+        title=title
+        or f"{run.config.method}: interpolation in mu, {steps} steps (outer columns: originals)",
+        scale=scale or max(2, math.ceil(48 / starts.shape[-1])),
+    )
+
+
+def save_kl_per_dim(
+    per_dim_kl: Sequence[float],
+    path: str | Path,
+    active_mask: Sequence[bool] | None = None,
+    *,
+    sort: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Bar chart of the mean KL(q(z_j|x) || N(0, 1)) of each latent dimension j (nats).
+
+    Args:
+        per_dim_kl: ``[d]`` mean KL per dimension (e.g. the ``kl`` metric's ``per_dim``).
+        active_mask: ``[d]`` active units (e.g. Var(mu_j) >= 0.01); active bars are blue,
+            inactive grey, with a legend. None colours every bar alike.
+        sort: order bars by decreasing KL (tick labels keep the dimension index).
+        title: default ``"KL per latent dimension (total X nats, A of d active)"``.
+    """
+    kl = np.asarray(per_dim_kl, dtype=float)
+    if kl.ndim != 1 or kl.size == 0:
+        raise ValueError(f"per_dim_kl must be a non-empty 1-D sequence, got shape {kl.shape}")
+    active = None if active_mask is None else np.asarray(active_mask, dtype=bool)
+    if active is not None and active.shape != kl.shape:
+        raise ValueError(f"active_mask has {active.size} entries for {kl.size} dimensions")
+    order = np.argsort(-kl, kind="stable") if sort else np.arange(kl.size)
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.25 * kl.size + 2), 3.6), dpi=100)
+    x = np.arange(kl.size)
+    if active is None:
+        ax.bar(x, kl[order], color="tab:blue")
+    else:
+        for flag, colour, label in ((True, "tab:blue", "active"), (False, "0.6", "inactive")):
+            m = active[order] == flag
+            ax.bar(x[m], kl[order][m], color=colour, label=label)
+        ax.legend(fontsize=8)
+    ax.set_xticks(x if kl.size <= 32 else x[:: math.ceil(kl.size / 32)])
+    ax.set_xticklabels([str(i) for i in order[ax.get_xticks().astype(int)]], fontsize=7)
+    ax.set_xlabel("latent dimension" + (" (sorted by KL)" if sort else ""))
+    ax.set_ylabel("mean KL (nats)")
+    n_active = "" if active is None else f", {int(active.sum())} of {kl.size} active"
+    ax.set_title(title or f"KL per latent dimension (total {kl.sum():.3g} nats{n_active})")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_similarity_matrix(
+    matrix: np.ndarray,
+    n_views: int,
+    path: str | Path,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Heat map of a view cosine-similarity matrix ordered by image (see ``views.py``).
+
+    Lines separate the ``n_views x n_views`` blocks of each image; the colour scale runs from
+    the matrix minimum to 1, so structure among uniformly high similarities stays visible.
+    """
+    sim = np.asarray(matrix, dtype=float)
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] % n_views:
+        raise ValueError(f"matrix must be square, rows a multiple of {n_views}; got {sim.shape}")
+    n = sim.shape[0]
+    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    vmin = min(float(sim.min()), 1.0 - 1e-3)
+    im = ax.imshow(sim, cmap="viridis", vmin=vmin, vmax=1.0, interpolation="nearest")
+    for k in range(n_views, n, n_views):
+        ax.axhline(k - 0.5, color="white", lw=0.6)
+        ax.axvline(k - 0.5, color="white", lw=0.6)
+    ticks = np.arange(n_views / 2 - 0.5, n, n_views)
+    ax.set_xticks(ticks, [str(i) for i in range(n // n_views)])
+    ax.set_yticks(ticks, [str(i) for i in range(n // n_views)])
+    ax.set_xlabel(f"image ({n_views} views each)")
+    ax.set_ylabel(f"image ({n_views} views each)")
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    ax.set_title(title or "Cosine similarity of augmented views")
     fig.tight_layout()
     return _save(fig, path)
