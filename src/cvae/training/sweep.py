@@ -438,7 +438,9 @@ def format_markdown(runs: Sequence[SweepRun]) -> str:
     failed = [r for r in runs if r.status == "failed"]
     if failed:
         lines += ["", "Failed runs:"]
-        lines += [f"- {r.name} (exit {r.returncode}): {r.message}" for r in failed]
+        for r in failed:
+            how = "not started" if r.returncode is None else f"exit {r.returncode}"
+            lines.append(f"- {r.name} ({how}): {r.message}")
     return "\n".join(lines) + "\n"
 
 
