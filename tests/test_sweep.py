@@ -4,12 +4,16 @@ failure reporting and the summary files."""
 import csv
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+import cvae
 from cvae.cli import main
 from cvae.config import RunConfig, save_yaml
 from cvae.errors import ConfigError, CvaeError
@@ -235,3 +239,39 @@ def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     (good / CHECKPOINT).unlink()  # outputs lost: the run starts again
     assert main([*argv, "--dry-run"]) == 0
     assert "| data.dataset=digits | digits | start |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_interrupting_the_sweep_stops_its_children_keeping_checkpoints(tmp_path):
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "cvae", "sweep", "--out", str(out), "--jobs", "2"]
+    for s in ("train.seed=0,1", "epochs=500", "model.channels=[8,16]", "train.tensorboard=false"):
+        argv += ["--set", s]
+    env = dict(os.environ, PYTHONPATH=str(Path(cvae.__file__).resolve().parents[1]))
+    sweep = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    logs = [out / f"train.seed={seed}" / "train.log" for seed in (0, 1)]
+    while not all(p.is_file() and "epoch 2/500" in p.read_text() for p in logs):
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.5)
+    sweep.send_signal(signal.SIGINT)
+    _, err = sweep.communicate(timeout=60)
+    assert sweep.returncode == 130 and "re-run the same command" in err.decode()
+    for log in logs:
+        assert log.read_text().splitlines()[-1].startswith("cvae: interrupted")
+        assert (log.parent / CHECKPOINT).is_file()
+    assert (out / "summary.md").read_text().count("| interrupted | 130 |") == 2
+
+
+def test_cli_sweep_input_errors(tmp_path, capsys):
+    out = ["--out", str(tmp_path / "s")]
+    assert main(["sweep", "vae-mnist-paper", "--preset", "vae-mnist-paper", *out]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["sweep", *out, "--set", "train.nope=1"]) == 2
+    assert "unknown config key 'train.nope'" in capsys.readouterr().err
+    assert main(["sweep", *out, "--jobs", "0"]) == 2
+    assert "--jobs must be >= 1" in capsys.readouterr().err
+    # a bad key on a varying axis fails every run, none of them started
+    assert main(["sweep", *out, "--set", "train.nope=1,2"]) == 1
+    stdout = capsys.readouterr().out
+    assert stdout.count("(not started): unknown config key 'train.nope'") == 2
+    assert not (tmp_path / "s" / "train.nope=1").exists()

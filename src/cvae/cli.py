@@ -238,7 +238,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     aliases.update({k.replace("_", "-"): v for k, v in aliases.items()})
     grid = parse_grid(args.set, aliases)
     # a `kill` stops the children as Ctrl-C does (they keep their last checkpoint)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         runs = run_sweep(
             cfg,
@@ -256,6 +256,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(format_markdown(runs), end="")
     if not args.dry_run:
         print(f"summary: {args.out / 'summary.md'}, {args.out / 'summary.csv'}")

@@ -233,13 +233,14 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
         )
 
 
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flat(data: dict[str, Any]) -> dict[str, Any]:
+    """``{train: {lr: 1}}`` -> ``{"train.lr": 1}``; mapping fields (``loss.schedules``) stay."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and not prefix and key not in ("method", "preset"):
-            out.update(_flat(value, f"{key}."))
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
         else:
-            out[prefix + key] = value
+            out[key] = value
     return out
 
 
