@@ -166,6 +166,10 @@ def test_fid_metrics_end_to_end(tmp_path, mnist_dir, mnist, classifier):
         assert inc["value"] is None and inc["unavailable"] == inception_unavailable(None)
     with pytest.raises(cvae.errors.CvaeError, match="inception_dims"):
         fid_metrics(run, real, train, n=10, inception_dims=100, cache_dir=cache)
+    with pytest.raises(cvae.errors.CvaeError, match="at least 2"):
+        fid_metrics(run, real, train, n=1, cache_dir=cache)
+    with pytest.raises(cvae.errors.CvaeError, match="the run generates"):
+        fid_metrics(run, real.with_channels(3), train, n=10, cache_dir=cache)
 
 
 def test_inception_unavailable_says_what_to_install_or_download(monkeypatch, tmp_path):

@@ -229,7 +229,7 @@ def torchmetrics_fid(
 
     ``feature``: a module mapping uint8 images to ``[N, F]``, or an Inception dimension
     (``weights_path`` then locates the torch-fidelity weights; grey images are replicated to 3
-    channels). torchmetrics accumulates fp64 means and unbiased covariances; the reported
+    channels). torchmetrics accumulates fp64 feature sums and outer products; the reported
     ``value`` is :func:`frechet_distance` of those statistics and ``value_torchmetrics`` is
     torchmetrics' own eigvals-based result on them, kept as a cross-check.
     """
@@ -300,6 +300,10 @@ def fid_metrics(
     """
     if inception_dims not in INCEPTION_DIMS:
         raise CvaeError(f"inception_dims must be one of {INCEPTION_DIMS}, got {inception_dims}")
+    if n < 2 or len(real) < 2:
+        raise CvaeError(f"FID needs at least 2 real and 2 generated images, got {len(real)}, {n}")
+    if real.shape != run.image_shape:
+        raise CvaeError(f"real images are {real.shape}, the run generates {run.image_shape}")
     n_real = min(n, len(real))
     real_images = real.images[:n_real]
     fake_images = prior_samples_uint8(run, n, seed, batch_size)
@@ -351,7 +355,10 @@ def _domain(
     if train.labels is None:
         return {
             "value": None,
-            "unavailable": "the training split has no labels to train the domain classifier",
+            "unavailable": (
+                "needs a labeled training split to train the domain classifier "
+                "(folder dataset: one sub-folder per class)"
+            ),
             "protocol": protocol,
         }
     model, info = domain_classifier(
@@ -391,8 +398,8 @@ def _inception(
         **common,
         "feature_extractor": (
             f"torch-fidelity FeatureExtractorInceptionV3 (TF-FID weights), {dims}-d "
-            + ("pool3 features" if dims == 2048 else "pooled features")
-            + ", via torchmetrics; uint8 resized to 299 inside"
+            + ("pool3 features" if dims == 2048 else "spatially averaged intermediate features")
+            + ", via torchmetrics; uint8 resized to 299 inside (bilinear, antialias)"
         ),
         "feature_dim": dims,
         "weights": str(path),
