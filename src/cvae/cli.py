@@ -1,4 +1,4 @@
-"""Command-line interface: ``cvae train | eval | compare | demo | presets``.
+"""Command-line interface: ``cvae train | eval | compare | sweep | demo | presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
 interrupted or diverged run keeps its last good checkpoint and says how to resume.
@@ -95,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
     c.add_argument("--out", type=Path, required=True, help="folder for report.md and report.html")
     c.add_argument("--title", help="report title")
+    s = sub.add_parser("sweep", help="train a grid of runs (resumable), evaluate, summarise")
+    s.add_argument("base", nargs="?", help="preset name or YAML config every run starts from")
+    s.add_argument("--preset", help="same as BASE")
+    s.add_argument("--config", help="YAML config file (applied after the preset)")
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a grid axis (dotted key or a train flag name), e.g. --set loss.beta=1e-3,1e-5",
+    )
+    s.add_argument("--out", type=Path, required=True, help="folder holding one dir per run")
+    s.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores/N threads)")
+    s.add_argument("--eval", action="store_true", help="run `cvae eval` on each finished run")
+    s.add_argument(
+        "--eval-args", default="", help="arguments for `cvae eval`, e.g. '--embedding none'"
+    )
+    s.add_argument("--dry-run", action="store_true", help="print what each run needs; do nothing")
     return parser
 
 
@@ -219,12 +237,54 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import shlex
+    import signal
+
+    from cvae import config as C
+    from cvae.training.sweep import format_markdown, parse_grid, run_sweep
+
+    if args.base and args.preset:
+        raise CvaeError("give the base preset either as BASE or as --preset, not both")
+    preset = args.base or args.preset
+    cfg = C.load_preset(preset) if preset else C.RunConfig()
+    if args.config:
+        cfg = C.from_dict(C.load_yaml(args.config), base=cfg)
+    aliases = {**TRAIN_FLAGS, "lambda": TRAIN_FLAGS["lam"]}
+    aliases.update({k.replace("_", "-"): v for k, v in aliases.items()})
+    grid = parse_grid(args.set, aliases)
+    # a `kill` stops the children as Ctrl-C does (they keep their last checkpoint)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        runs = run_sweep(
+            cfg,
+            grid,
+            args.out,
+            jobs=args.jobs,
+            evaluate=args.eval,
+            eval_args=shlex.split(args.eval_args),
+            dry_run=args.dry_run,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"cvae: sweep interrupted; summary in {args.out / 'summary.md'} "
+            "(re-run the same command to finish it)",
+            file=sys.stderr,
+        )
+        return 130
+    print(format_markdown(runs), end="")
+    if not args.dry_run:
+        print(f"summary: {args.out / 'summary.md'}, {args.out / 'summary.csv'}")
+    return 1 if any(r.status == "failed" for r in runs) else 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "demo": cmd_demo,
     "presets": cmd_presets,
     "compare": cmd_compare,
+    "sweep": cmd_sweep,
 }
 
 

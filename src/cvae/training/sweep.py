@@ -1,0 +1,495 @@
+"""``cvae sweep``: a Cartesian grid of runs, one directory each, resumable.
+
+Every run is a ``python -m cvae train`` subprocess (``--resume`` when its checkpoint is behind the
+requested epochs), optionally followed by ``python -m cvae eval``; each writes ``train.log`` in its
+run directory. Re-running the same sweep finishes only what is missing: finished runs are skipped,
+interrupted ones resume, missing ones start. ``summary.md`` / ``summary.csv`` list every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+import cvae
+from cvae import config as C
+from cvae.config import RunConfig
+from cvae.errors import ConfigError, CvaeError
+from cvae.training.runlog import read_metrics
+from cvae.training.trainer import CHECKPOINT
+
+REQUEST = "sweep.yaml"
+"""The config a sweep asked for (before ``auto`` values are resolved), kept in each run dir."""
+LOG = "train.log"
+CHANGEABLE = ("train.epochs", "train.threads", "train.device", "train.progress")
+"""Keys a re-run may change without starting the run afresh (epochs extend or shorten it)."""
+STOP_SECONDS = 30.0
+"""How long interrupted children get to exit after SIGINT before they are killed."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=,\[\]@-]")
+
+
+@dataclass
+class SweepJob:
+    """One run: its directory ``name`` (relative to the sweep's output folder), the overrides
+    that name it, and its validated ``config`` or the ``error`` that prevented building it."""
+
+    name: str
+    overrides: dict[str, Any]
+    config: RunConfig | None
+    error: str | None = None
+
+
+@dataclass
+class SweepRun:
+    """Outcome of one run. ``status``: done (trained from scratch) | resumed | evaluated (only
+    the evaluation was missing) | skipped (nothing missing) | failed | interrupted; for a dry
+    run, the planned action: start | resume | eval | skip | fail; runs an interrupt kept from
+    starting keep that action."""
+
+    name: str
+    run_dir: Path
+    overrides: dict[str, Any]
+    status: str
+    returncode: int | None = None
+    epochs: int | None = None
+    train_loss: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+# --------------------------------------------------------------------------- grids and names
+
+
+def parse_grid(pairs: Sequence[str], aliases: Mapping[str, str] | None = None) -> dict[str, list]:
+    """``["loss.beta=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` -> ``{key: [raw, ...]}``.
+
+    Values split at top-level commas (not inside brackets or quotes); each stays a raw string
+    that :func:`cvae.config.set_value` parses against the field's type. ``aliases`` maps short
+    keys (``beta``) to dotted ones (``loss.beta``).
+    """
+    grid: dict[str, list] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=v1,v2,..., got '{pair}'")
+        key = (aliases or {}).get(key, key)
+        if key in grid:
+            raise ConfigError(f"--set {key} given twice; list its values once: {key}=v1,v2")
+        grid[key] = _split_values(raw)
+    return grid
+
+
+def _split_values(raw: str) -> list[str]:
+    values, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(raw):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            values.append(raw[start:i].strip())
+            start = i + 1
+    return [*values, raw[start:].strip()]
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Cartesian product, first key slowest: ``{a: [1, 2], b: [x]}`` -> ``[{a: 1, b: x},
+    {a: 2, b: x}]``. An empty grid is one run with no overrides."""
+    for key, values in grid.items():
+        if not values:
+            raise ConfigError(f"--set {key} has no values")
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def run_name(overrides: Mapping[str, Any]) -> str:
+    """Filesystem-safe directory name, keys sorted: ``loss.beta=1e-05,method=cvae``.
+
+    Values print as their config type (floats by ``repr``, lists as ``[8,16]``); characters
+    outside ``A-Za-z0-9._+=,[]@-`` become ``_``; names over 120 characters are cut and get a hash
+    of the full name. No overrides: ``run``.
+    """
+    text = ",".join(f"{k}={_format(overrides[k])}" for k in sorted(overrides)) or "run"
+    name = _UNSAFE.sub("_", text)
+    if len(name) > 120:
+        name = f"{name[:100]}@{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+    return name
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))  # true/false/null, 1e-05, [8,16], {...}
+
+
+def sweep_jobs(
+    base: RunConfig,
+    grid: Mapping[str, Sequence[Any]],
+    names: Callable[[Mapping[str, Any]], str] = run_name,
+) -> list[SweepJob]:
+    """One job per grid point, named by ``names`` from its varying overrides (coerced to their
+    config types). Keys with one value apply to every run and stay out of the names, so a re-run
+    may change ``train.epochs=...`` to extend the runs; one that does not parse raises
+    :class:`ConfigError`. Any other bad value fails (only) the runs that use it."""
+    shared = C.from_plain(base.to_dict())
+    for key, values in grid.items():
+        if len(values) == 1:
+            C.set_value(shared, key, values[0])
+    varying = {k: v for k, v in grid.items() if len(v) != 1}
+    jobs = []
+    for point in expand_grid(varying):
+        cfg, shown, error = C.from_plain(shared.to_dict()), dict(point), None
+        try:
+            for key, value in point.items():
+                C.set_value(cfg, key, value)
+                shown[key] = functools.reduce(getattr, key.split("."), cfg)
+            C.validate(cfg)
+        except ConfigError as err:
+            error = str(err)
+        jobs.append(SweepJob(names(shown), shown, None if error else cfg, error))
+    return jobs
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def checkpoint_epochs(run_dir: Path) -> int | None:
+    """Completed epochs recorded in ``run_dir``'s last checkpoint (memory-mapped, so cheap for
+    large models); None without a checkpoint, -1 if it cannot be read (the resume will say why)."""
+    import torch
+
+    try:
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        return None
+    except Exception:  # corrupt or foreign file: torch raises several types
+        return -1
+    return int(ckpt["epoch"])
+
+
+def plan_run(
+    job: SweepJob, run_dir: Path, *, evaluate: bool = False, eval_args: Sequence[str] = ()
+) -> tuple[str, list[list[str]]]:
+    """What ``run_dir`` still needs: ``(action, commands)``, action one of start | resume |
+    eval | skip | fail. Finished means the checkpoint reached ``train.epochs`` and, with
+    ``evaluate``, ``metrics.json`` is newer than the checkpoint."""
+    if job.config is None:
+        return "fail", []
+    cfg = job.config
+    _check_request(cfg, run_dir)
+    python = [sys.executable, "-m", "cvae"]
+    threads = [] if cfg.train.threads is None else ["--threads", str(cfg.train.threads)]
+    evals = [[*python, "eval", str(run_dir), *eval_args]] if evaluate else []
+    done = checkpoint_epochs(run_dir)
+    if done is None:
+        fresh = ["train", "--config", str(run_dir / REQUEST), "--out", str(run_dir)]
+        return "start", [[*python, *fresh], *evals]
+    if done < cfg.train.epochs:
+        resume = ["train", "--resume", str(run_dir), "--epochs", str(cfg.train.epochs)]
+        return "resume", [[*python, *resume, "--device", cfg.train.device, *threads], *evals]
+    metrics = run_dir / "metrics.json"
+    stale = not metrics.is_file() or (
+        metrics.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime
+    )
+    return ("eval", evals) if evaluate and stale else ("skip", [])
+
+
+def _check_request(cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse to continue a run directory that holds a differently configured run."""
+    request = run_dir / REQUEST
+    if not request.is_file():
+        if (run_dir / CHECKPOINT).exists():
+            raise CvaeError(f"{run_dir} holds a run this sweep did not start; use another --out")
+        return
+    old = _flat(yaml.safe_load(request.read_text()))
+    new = _flat(cfg.to_dict())
+    changed = [k for k in new if k not in CHANGEABLE and old.get(k) != new[k]]
+    if changed:
+        key = changed[0]
+        raise CvaeError(
+            f"{run_dir} holds a run with {key}={old.get(key)!r}, not {new[key]!r}; "
+            "use another --out or delete that run"
+        )
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and not prefix and key not in ("method", "preset"):
+            out.update(_flat(value, f"{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class _Active:
+    number: int
+    run: SweepRun
+    commands: list[list[str]]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    log: IO[str] | None = None
+
+
+def run_jobs(
+    jobs: Sequence[SweepJob],
+    out: str | Path,
+    *,
+    parallel: int = 1,
+    evaluate: bool = False,
+    eval_args: Sequence[str] = (),
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[SweepRun]:
+    """Run ``jobs`` into ``out/<job.name>``, ``parallel`` subprocesses at a time, each with
+    ``train.threads = max(1, cores // parallel)`` unless its config sets it. A failed run does
+    not stop the others. Writes ``out/summary.md`` and ``out/summary.csv`` (not on a dry run);
+    on KeyboardInterrupt, stops the children with SIGINT (they keep their last checkpoint),
+    writes the summary and re-raises."""
+    if parallel < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {parallel}")
+    out = Path(out)
+    names = [j.name for j in jobs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"several runs would share the directory {out / dupes[0]}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = max(1, (cores or 1) // parallel)
+    planned = []
+    for job in jobs:  # plan everything before touching the disk: a conflict stops the sweep
+        if job.config is not None and job.config.train.threads is None:
+            job = dataclasses.replace(job, config=C.from_plain(job.config.to_dict()))
+            job.config.train.threads = share  # type: ignore[union-attr]
+        run = SweepRun(job.name, out / job.name, job.overrides, "", message=job.error or "")
+        run.status, commands = plan_run(job, run.run_dir, evaluate=evaluate, eval_args=eval_args)
+        planned.append((job, run, commands))
+    runs = [run for _, run, _ in planned]
+    if dry_run:
+        return runs
+    queue = []
+    for number, (job, run, commands) in enumerate(planned, 1):
+        if run.status in ("skip", "fail"):
+            run.status = {"skip": "skipped", "fail": "failed"}[run.status]
+            _collect(run)
+            continue
+        if run.status == "start":
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            C.save_yaml(job.config, run.run_dir / REQUEST)  # type: ignore[arg-type]
+        threads = str(job.config.train.threads)  # type: ignore[union-attr]
+        queue.append(_Active(number, run, commands, _child_env(threads)))
+    try:
+        _execute(queue, parallel, len(runs), echo)
+    finally:
+        write_summary(runs, out)
+    return runs
+
+
+def _child_env(threads: str) -> dict[str, str]:
+    """The parent's environment, with this ``cvae`` first on the path and a thread budget."""
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
+    source = str(Path(cvae.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+    return env
+
+
+def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[str], None]) -> None:
+    done_status = {"start": "done", "resume": "resumed", "eval": "evaluated"}
+    pending, running = list(queue), []
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                active = pending.pop(0)
+                echo(f"[{active.number}/{total}] {active.run.status}: {active.run.name}")
+                _launch(active)
+                running.append(active)
+            time.sleep(0.1)
+            for active in list(running):
+                code = active.proc.poll()  # type: ignore[union-attr]
+                if code is None:
+                    continue
+                active.log.close()  # type: ignore[union-attr]
+                run = active.run
+                if code == 0 and active.commands:
+                    _launch(active)
+                    continue
+                running.remove(active)
+                run.returncode = code
+                if code == 0:
+                    run.status = done_status[run.status]
+                else:
+                    run.status, run.message = "failed", _last_line(run.run_dir / LOG)
+                _collect(run)
+                detail = f" (exit {code}: {run.message})" if code else ""
+                echo(f"[{active.number}/{total}] {run.status}: {run.name}{detail}")
+    except KeyboardInterrupt:
+        _stop(running)
+        for active in running:
+            active.run.status = "interrupted"
+            active.run.returncode = active.proc.returncode  # type: ignore[union-attr]
+            _collect(active.run)
+        raise
+
+
+def _launch(active: _Active) -> None:
+    """Start the next command of ``active``, appending its output to the run's train.log."""
+    command = active.commands.pop(0)
+    active.run.run_dir.mkdir(parents=True, exist_ok=True)
+    active.log = (active.run.run_dir / LOG).open("a")
+    active.log.write(f"$ {' '.join(command)}\n")
+    active.log.flush()
+    active.proc = subprocess.Popen(
+        command,
+        stdout=active.log,
+        stderr=subprocess.STDOUT,
+        env=active.env,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the sweep, which forwards it once
+    )
+
+
+def _stop(running: list[_Active]) -> None:
+    for active in running:
+        if active.proc is not None and active.proc.poll() is None:
+            active.proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + STOP_SECONDS
+    for active in running:
+        try:
+            active.proc.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            active.proc.kill()  # type: ignore[union-attr]
+            active.proc.wait()  # type: ignore[union-attr]
+        active.log.close()  # type: ignore[union-attr]
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _collect(run: SweepRun) -> None:
+    """Fill epochs and final train loss (metrics.csv) and the metric values (metrics.json)."""
+    rows = read_metrics(run.run_dir / "metrics.csv")
+    if rows:
+        run.epochs = int(rows[-1]["epoch"])
+        loss = rows[-1].get("train_loss")
+        run.train_loss = loss if isinstance(loss, float) else None
+    metrics = run.run_dir / "metrics.json"
+    if metrics.is_file():
+        values = json.loads(metrics.read_text()).get("metrics", {})
+        run.metrics = {
+            k: float(m["value"])
+            for k, m in values.items()
+            if isinstance(m, dict) and _is_number(m.get("value"))
+        }
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary_table(runs: Sequence[SweepRun]) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows: run, each override key, status, exit, epochs, train_loss, metrics."""
+    keys = list(dict.fromkeys(k for r in runs for k in r.overrides))
+    metrics = list(dict.fromkeys(k for r in runs for k in r.metrics))
+    columns = ["run", *keys, "status", "exit", "epochs", "train_loss", *metrics]
+    rows = [
+        [
+            r.name,
+            *(r.overrides.get(k) for k in keys),
+            r.status,
+            r.returncode,
+            r.epochs,
+            r.train_loss,
+            *(r.metrics.get(k) for k in metrics),
+        ]
+        for r in runs
+    ]
+    return columns, rows
+
+
+def format_markdown(runs: Sequence[SweepRun]) -> str:
+    """The summary as a Markdown table, then one line per failed run (its last log line)."""
+    columns, rows = summary_table(runs)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    failed = [r for r in runs if r.status == "failed"]
+    if failed:
+        lines += ["", "Failed runs:"]
+        for r in failed:
+            how = "not started" if r.returncode is None else f"exit {r.returncode}"
+            lines.append(f"- {r.name} ({how}): {r.message}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _format(value).replace("|", "\\|")
+
+
+def write_summary(runs: Sequence[SweepRun], out: Path) -> None:
+    """``out/summary.md`` (Markdown table) and ``out/summary.csv`` (full precision, run_dir and
+    failure message added)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(format_markdown(runs))
+    columns, rows = summary_table(runs)
+    with (out / "summary.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*columns, "run_dir", "message"])
+        for run, row in zip(runs, rows, strict=True):
+            cells = ["" if v is None else v if _is_number(v) else _format(v) for v in row]
+            writer.writerow([*cells, str(run.run_dir), run.message])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def run_sweep(
+    base: RunConfig,
+    grid: Mapping[str, Sequence[Any]],
+    out: str | Path,
+    *,
+    jobs: int = 1,
+    evaluate: bool = False,
+    eval_args: Sequence[str] = (),
+    names: Callable[[Mapping[str, Any]], str] = run_name,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[SweepRun]:
+    """Train the Cartesian ``grid`` (dotted key -> values) over ``base`` into ``out``, ``jobs``
+    runs at a time; see :func:`sweep_jobs` and :func:`run_jobs`."""
+    return run_jobs(
+        sweep_jobs(base, grid, names),
+        out,
+        parallel=jobs,
+        evaluate=evaluate,
+        eval_args=eval_args,
+        dry_run=dry_run,
+        echo=echo,
+    )
