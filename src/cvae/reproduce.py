@@ -10,6 +10,8 @@ share its runs, and re-running the same command finishes only what is missing.
 
 from __future__ import annotations
 
+import copy
+import functools
 import html
 import json
 import math
@@ -272,6 +274,7 @@ def plan(
         shared["data.data_dir"] = str(Path(data_dir).expanduser().resolve())
     shared.update(overrides or {})
     planned: list[PlannedRun] = []
+    bases: dict[str, C.RunConfig] = {}
     for row in spec.rows:
         if b.tables is not None and row.table not in b.tables:
             continue
@@ -279,7 +282,9 @@ def plan(
         if b.code and row.code_preset:
             presets.append((row.code_preset, True))
         for preset, variant in presets:
-            base = C.load_preset(preset)
+            if preset not in bases:
+                bases[preset] = C.load_preset(preset)
+            base = bases[preset]
             if b.datasets is not None and base.data.dataset not in b.datasets:
                 continue
             epochs = base.train.epochs if b.epochs is None else min(b.epochs, base.train.epochs)
@@ -301,7 +306,7 @@ def _spec(paper: str, budget: str) -> tuple[Paper, Budget]:
 def _job(
     base: C.RunConfig, preset: str, named: Mapping[str, Any], shared: Mapping[str, Any]
 ) -> SweepJob:
-    cfg = C.from_plain(base.to_dict())
+    cfg = copy.deepcopy(base)
     error = None
     try:
         for key, value in {**named, **shared}.items():
@@ -517,7 +522,7 @@ def paper_tables(
             continue
         code = [p for p in planned if p.row == row and p.variant]
         cfg = main[0].job.config
-        target = C.load_preset(row.preset).train.epochs
+        target = _preset_epochs(row.preset)
         fraction = cfg.train.epoch_fraction if cfg is not None else 1.0
         seeds = ",".join(str(p.seed) for p in main)
         why = _why_not(main[0], skipped, failed)
@@ -552,6 +557,11 @@ def paper_tables(
                 }
             )
     return tables
+
+
+@functools.cache
+def _preset_epochs(preset: str) -> int:
+    return C.load_preset(preset).train.epochs
 
 
 def _why_not(run: PlannedRun, skipped: set[str], failed: Mapping[str, str]) -> str | None:
