@@ -105,7 +105,7 @@ def test_aggregate_mean_and_sample_std_over_seeds(tmp_path):
     assert agg.values == [0.8, 0.9, 1.0]
     assert agg.mean == pytest.approx(0.9) and agg.std == pytest.approx(0.1)
     assert agg.unit == "accuracy" and agg.epochs == 1
-    assert "absent: not evaluated" in agg.reason
+    assert agg.reason == "knn_weighted_cosine: no value; not evaluated yet"
     assert R.format_aggregate(agg) == "90.00% (10.00)"
     kl = R.aggregate(dirs[:3], "kl")
     assert (kl.mean, kl.std) == (3.0, 1.0) and R.format_aggregate(kl) == "3.00 (1.00)"

@@ -422,12 +422,12 @@ class Aggregate:
 
 def aggregate(run_dirs: Sequence[Path], metric: str) -> Aggregate:
     """Mean (std) of ``metric`` over the ``metrics.json`` of ``run_dirs``; runs without the
-    file or the metric are left out and named in ``reason``."""
+    file or the metric are left out, and ``reason`` says why."""
     values, protocol, unit, epochs, reasons = [], {}, "", [], []
     for run_dir in run_dirs:
         path = Path(run_dir) / "metrics.json"
         if not path.is_file():
-            reasons.append(f"{Path(run_dir).name}: not evaluated")
+            reasons.append("not evaluated yet")
             continue
         data = json.loads(path.read_text())
         if isinstance(data.get("checkpoint_epoch"), int):
