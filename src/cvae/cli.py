@@ -1,4 +1,4 @@
-"""Command-line interface: ``cvae train | eval | compare | sweep | demo | presets``.
+"""Command-line interface: ``cvae train | eval | compare | sweep | reproduce | demo | presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
 interrupted or diverged run keeps its last good checkpoint and says how to resume.
@@ -113,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-args", default="", help="arguments for `cvae eval`, e.g. '--embedding none'"
     )
     s.add_argument("--dry-run", action="store_true", help="print what each run needs; do nothing")
+
+    r = sub.add_parser(
+        "reproduce", help="train, evaluate and report one paper's tables beside its numbers"
+    )
+    r.add_argument("paper", help="cvae-paper | btvae-paper | crvae-paper | aavae-paper")
+    r.add_argument(
+        "--budget",
+        choices=["quick", "medium", "paper"],
+        default="quick",
+        help="quick: minutes on a CPU; medium: about an hour; paper: the paper's epochs",
+    )
+    r.add_argument("--data-dir", type=Path, help="data root with one folder per dataset")
+    r.add_argument("--out", type=Path, help="default: reproductions/<paper>-<budget>")
+    r.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores/N threads)")
+    r.add_argument("--seeds", type=int, help="how many of the paper's seeds (default: budget's)")
     return parser
 
 
@@ -280,6 +295,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "failed" for r in runs) else 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import signal
+
+    from cvae.reproduce import reproduce
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        result = reproduce(
+            args.paper,
+            budget=args.budget,
+            data_dir=args.data_dir,
+            out=args.out,
+            jobs=args.jobs,
+            seeds=args.seeds,
+        )
+    except KeyboardInterrupt:
+        print("cvae: reproduce interrupted; re-run the same command to finish it", file=sys.stderr)
+        return 130
+    print(f"report: {result['markdown']}")
+    print(f"html: {result['html']}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -287,6 +325,7 @@ COMMANDS = {
     "presets": cmd_presets,
     "compare": cmd_compare,
     "sweep": cmd_sweep,
+    "reproduce": cmd_reproduce,
 }
 
 
