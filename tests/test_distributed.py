@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -237,3 +239,56 @@ def test_single_process_context_and_sync_batchnorm_needs_cuda():
     method = build_method(resolve(tiny_config("vae"), SHAPE), SHAPE)
     with pytest.raises(CvaeError, match="sync_batchnorm needs CUDA"):
         distributed.wrap(method, torch.device("cpu"), sync_batchnorm=True)
+
+
+def test_devices_flag_runs_torchrun_with_the_resolved_command(monkeypatch, tmp_path):
+    """`cvae train --devices 2` hands torchrun the config it parsed (a new run) or the resume
+    flags, and returns torchrun's exit status."""
+    from cvae import cli
+    from cvae.config import from_dict, load_yaml, save_yaml
+
+    calls = []
+
+    def fake_run(cmd, check):
+        config = cmd[cmd.index("--config") + 1] if "--config" in cmd else None
+        calls.append((cmd, from_dict(load_yaml(config)) if config else None))
+        return subprocess.CompletedProcess(cmd, 7)
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    out = tmp_path / "run"
+    args = ["train", "--devices", "2", "--method", "crvae", "--device", "cpu", "--out", str(out)]
+    assert cli.main([*args, "--batch-size", "24", "--set", "loss.queue_size=48"]) == 7
+    out.mkdir()
+    save_yaml(calls[0][1], out / "config.yaml")  # what the (faked) run would have written
+    assert cli.main(["train", "--devices", "3", "--resume", str(out), "--epochs", "5"]) == 7
+    (new, cfg), (resume, _) = calls
+    torchrun = ["-m", "torch.distributed.run", "--standalone"]
+    assert new[1:4] == torchrun and resume[1:4] == torchrun
+    assert new[4:8] == ["--nproc-per-node=2", "-m", "cvae", "train"]
+    assert new[-2:] == ["--out", str(out)]
+    assert (cfg.method, cfg.train.batch_size, cfg.loss.queue_size) == ("crvae", 24, 48)
+    assert resume[4:] == ["--nproc-per-node=3", "-m", "cvae", "train", "--resume", str(out)] + [
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+    ]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(args) == 2  # under torchrun: one-line error, exit 2
+
+
+@pytest.mark.slow
+def test_cli_devices_2_then_resume_in_one_process(tmp_path):
+    """The acceptance path end to end on digits: torchrun with 2 gloo processes, then a
+    single-process resume."""
+    run = tmp_path / "run"
+    common = ["--no-progress", "--set", "train.tensorboard=false"]
+    cmd = [sys.executable, "-m", "cvae", "train", "--method", "cvae", "--dataset", "digits"]
+    cmd += ["--devices", "2", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
+    cmd += ["--set", "train.epoch_fraction=0.2", "--out", str(run), *common]
+    subprocess.run(cmd, check=True, timeout=TIMEOUT_S)
+    assert load_checkpoint(run / CHECKPOINT)["epoch"] == 1
+    resume = [sys.executable, "-m", "cvae", "train", "--resume", str(run), "--epochs", "2"]
+    subprocess.run(resume, check=True, timeout=TIMEOUT_S)
+    assert [r["epoch"] for r in read_metrics(run / "metrics.csv")] == [1.0, 2.0]
