@@ -30,7 +30,7 @@ from cvae.config import RunConfig, resolve
 from cvae.errors import CvaeError
 from cvae.methods import Shard, build_method
 from cvae.objectives import all_gather_grad, barlow_twins, info_nce_queue, nt_xent
-from cvae.training import distributed
+from cvae.training import distributed, trainer
 from cvae.training.checkpoint import load_checkpoint
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT, _steps_per_epoch
@@ -47,7 +47,8 @@ def tiny_config(method: str, **train) -> RunConfig:
     cfg.model.channels = [8, 16]
     cfg.loss.queue_size = 20
     cfg.train.batch_size = 25  # odd: shards of 13 and 12 rows
-    cfg.train.epoch_fraction = 0.1  # 6 steps per epoch
+    cfg.train.epoch_fraction = 0.1  # 5 steps per epoch (1294 training images)
+    cfg.train.checkpoint_every_steps = 4  # exercises the mid-epoch (summed) checkpoint
     cfg.train.lr = 1e-3
     cfg.train.threads = 1
     cfg.train.progress = False
@@ -132,6 +133,29 @@ def _check_method_steps(rank: int) -> None:
             assert_close(ddp.module.state_dict()[key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
+class _Stop(Exception):
+    pass
+
+
+def _train_interrupted(cfg: RunConfig, run_dir: Path, steps: int) -> None:
+    """Train, stopping every process before step ``steps + 1`` (a crash after a checkpoint)."""
+    real, calls = trainer.train_step, [0]
+
+    def limited(*args, **kwargs):
+        if calls[0] == steps:
+            raise _Stop
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    trainer.train_step = limited
+    try:
+        cvae.train(cfg, run_dir)
+    except _Stop:
+        pass
+    finally:
+        trainer.train_step = real
+
+
 def _worker(rank: int, port: int, run_root: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -144,6 +168,7 @@ def _worker(rank: int, port: int, run_root: str) -> None:
         for method in TRAIN_METHODS:
             result = cvae.train(tiny_config(method, epochs=1), Path(run_root) / method)
             assert result.rank == rank and (result.history == []) == (rank != 0)
+        _train_interrupted(tiny_config("cvae", epochs=1), Path(run_root) / "mid-epoch", 4)
     finally:
         dist.destroy_process_group()
     os._exit(0)  # success: skip the interpreter's teardown of torch (~15 s on a loaded machine)
@@ -210,6 +235,24 @@ def test_two_process_training_equals_one_process_and_resumes_in_one(
     assert b["epoch"] == 2
     for key, value in a["method"].items():
         assert_close(b["method"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_mid_epoch_two_process_checkpoint_resumes_in_one_process(two_process_runs, tmp_path):
+    """The 2 processes stopped after step 4 of 5, right after a checkpoint: one
+    process finishes the epoch with the same batches, noise and epoch sums as an uninterrupted
+    1-process epoch."""
+    run = two_process_runs / "mid-epoch"
+    ckpt = load_checkpoint(run / CHECKPOINT)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["sums"]["n"]) == (0, 4, 4 * 25)  # global count
+    cvae.train(tiny_config("cvae", epochs=1), run, resume=True)
+    one = tmp_path / "one"
+    cvae.train(tiny_config("cvae", epochs=1), one)
+    a, b = load_checkpoint(one / CHECKPOINT), load_checkpoint(run / CHECKPOINT)
+    for key, value in a["method"].items():
+        assert_close(b["method"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    (row_b,), (row_a,) = read_metrics(run / "metrics.csv"), read_metrics(one / "metrics.csv")
+    for key in ("train_loss", "train_recon", "train_kl", "train_ntxent"):
+        assert row_b[key] == pytest.approx(row_a[key], rel=1e-4), key
 
 
 def test_shard_rows_sizes_and_gradient_share():
