@@ -7,19 +7,29 @@ beforehand), and reports images/second (each image counted once, not once per vi
 of step time spent outside the model: 1 - (b)/(a).
 
     python benchmarks/train_throughput.py --threads 2 --steps 30
+    python benchmarks/train_throughput.py --threads 1 --processes 2   # DDP, gloo/nccl
+
+With ``--processes N`` the same global batch is split over N DistributedDataParallel processes
+(CPU: gloo; CUDA: nccl, one GPU each) exactly as ``cvae train --devices N`` does; images/s then
+counts the global batch and (b) is not measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import socket
 import statistics
 import time
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from cvae.config import load_preset, resolve
 from cvae.methods import build_method
+from cvae.training import distributed
 from cvae.training.trainer import resolve_device, train_step
 
 CONFIGS = {
@@ -37,17 +47,21 @@ def bench(name: str, device: torch.device, steps: int, precision: str) -> dict[s
     preset, shape = CONFIGS[name]
     cfg = resolve(load_preset(preset), shape)
     bs = cfg.train.batch_size
+    ctx, device, _ = distributed.setup(device)
     torch.manual_seed(0)
     method = build_method(cfg, shape).to(device)
+    ddp = distributed.wrap(method, device, sync_batchnorm=False) if ctx.active else None
     opt = torch.optim.Adam(method.parameters(), lr=cfg.train.lr)
     data = torch.randint(0, 256, (bs * 8, *shape), dtype=torch.uint8, device=device)
     gen = torch.Generator(device=device).manual_seed(0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     perm = torch.randperm(len(data), device=device)
+    shard = ctx.shard(bs)
 
     def full(i: int) -> None:
         idx = perm[(i % 8) * bs : (i % 8 + 1) * bs]
-        train_step(method, opt, data[idx], gen, cfg.train.grad_clip, autocast)
+        idx = idx if shard is None else idx[shard.rows]
+        train_step(method, opt, data[idx], gen, cfg.train.grad_clip, autocast, shard, ddp)
 
     def model_only(step) -> None:
         with autocast:
@@ -66,6 +80,9 @@ def bench(name: str, device: torch.device, steps: int, precision: str) -> dict[s
         full(i)
         sync(device)
         t_full.append(time.perf_counter() - t0)
+        if ctx.active:
+            t_model.append(float("nan"))
+            continue
         step = method.make_step(data[perm[(i % 8) * bs : (i % 8 + 1) * bs]], gen, train=True)
         sync(device)
         t0 = time.perf_counter()
@@ -87,6 +104,22 @@ def bench(name: str, device: torch.device, steps: int, precision: str) -> dict[s
     }
 
 
+def _worker(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    for name in args.configs:
+        r = bench(name, device, args.steps, args.precision)
+        if rank == 0:
+            print(
+                f"| {name} CVAE | {r['batch']} | {r['step_ms']:.1f} | - | "
+                f"{r['images_per_s']:.0f} | - | {r['peak_mib']:.0f} |",
+                flush=True,
+            )
+    dist.destroy_process_group()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
@@ -94,13 +127,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--processes", type=int, default=1, help="DDP processes (threads each)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     mem = "peak GPU MiB" if device.type == "cuda" else "peak RSS MiB (process)"
-    print(f"device={device} threads={args.threads} precision={args.precision} steps={args.steps}")
+    print(
+        f"device={device} threads={args.threads} precision={args.precision} steps={args.steps} "
+        f"processes={args.processes}"
+    )
     print(f"| config | batch | step ms | model fwd+bwd+opt ms | images/s | outside model | {mem} |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|", flush=True)
+    if args.processes > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.spawn(_worker, args=(args.processes, port, args), nprocs=args.processes)
+        return
     for name in args.configs:
         r = bench(name, device, args.steps, args.precision)
         print(

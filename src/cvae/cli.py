@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-dim", type=int)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument(
+        "--devices",
+        type=int,
+        help="data-parallel processes on this machine (runs torchrun; CUDA: one GPU each)",
+    )
     t.add_argument("--seed", type=int)
     t.add_argument("--precision", choices=["fp32", "bf16"])
     t.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
@@ -186,10 +191,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.out
             or Path("runs") / f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         )
-    result = train(cfg, run_dir, resume=args.resume is not None)
-    last = result.history[-1] if result.history else {}
-    summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
-    print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
+    if args.devices is not None and args.devices > 1:
+        from cvae.training.distributed import launch_train
+
+        code = launch_train(cfg, run_dir, args.resume is not None, args.devices)
+        if code != 0:
+            return code
+    else:
+        result = train(cfg, run_dir, resume=args.resume is not None)
+        if result.rank != 0:  # one of several torchrun processes: rank 0 reports
+            return 0
+        last = result.history[-1] if result.history else {}
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
+        print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
     if args.eval:
         from cvae.evaluation.evaluate import evaluate
 

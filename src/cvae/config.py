@@ -145,7 +145,10 @@ class TrainConfig:
     """fp32 | bf16 (autocast; losses stay fp32)."""
     compile: bool = False
     device: str = "auto"
-    """auto (cuda if available) | cpu | cuda | cuda:N."""
+    """auto (cuda if available) | cpu | cuda | cuda:N (several processes: cuda:LOCAL_RANK)."""
+    sync_batchnorm: bool = False
+    """Several processes: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only);
+    false: each process normalises over its own rows."""
     threads: int | None = None
     """torch intra-op threads (CPU); null keeps torch's default."""
     seed: int = 0

@@ -8,10 +8,10 @@ from cvae.methods import btvae as _btvae  # noqa: F401  (registers)
 from cvae.methods import crvae as _crvae  # noqa: F401  (registers)
 from cvae.methods import cvae as _cvae  # noqa: F401  (registers)
 from cvae.methods import vae as _vae  # noqa: F401  (registers)
-from cvae.methods.base import METHODS, Method, MethodSpec, Step, Term, register
+from cvae.methods.base import METHODS, Method, MethodSpec, Shard, Step, Term, register
 from cvae.methods.schedules import WeightPlan
 
-__all__ = ["METHODS", "Method", "MethodSpec", "Step", "Term", "build_method", "register"]
+__all__ = ["METHODS", "Method", "MethodSpec", "Shard", "Step", "Term", "build_method", "register"]
 
 
 def build_method(cfg: RunConfig, image_shape: tuple[int, int, int]) -> Method:

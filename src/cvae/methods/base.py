@@ -8,16 +8,44 @@ weights, so any term can be switched on or off for any method from the config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cvae.augmentations import BatchAugment
+from cvae.augmentations.pipeline import AugmentParams
 from cvae.data.base import ValueRange
 from cvae.methods.schedules import WeightPlan
 from cvae.networks.vae import VAE
+from cvae.objectives import all_gather, all_gather_grad
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's contiguous rows of a global batch of ``total`` images split over ``world``
+    processes: near-equal parts in rank order, the first ``total % world`` one row longer."""
+
+    rank: int
+    world: int
+    total: int
+
+    @property
+    def sizes(self) -> list[int]:
+        base, extra = divmod(self.total, self.world)
+        return [base + (r < extra) for r in range(self.world)]
+
+    @property
+    def rows(self) -> slice:
+        start = sum(self.sizes[: self.rank])
+        return slice(start, start + self.sizes[self.rank])
+
+    @property
+    def share(self) -> float:
+        """``world * n_r / total``: 1 for equal parts (see :meth:`Method.loss`)."""
+        return self.world * self.sizes[self.rank] / self.total
 
 
 @dataclass
@@ -33,6 +61,11 @@ class Step:
     ``clean``: the un-augmented batch ``[B, C, H, W]`` in the model's value range;
     ``views``: the (augmented) inputs, one tensor per view, same shape; ``train``: whether this is
     a training step (terms with state, such as a queue, only update then).
+
+    ``shard``: under data-parallel training, which rows of the global batch these are. Random
+    draws (posterior noise, key shuffles) are then made for the whole global batch, identically
+    on every process, and sliced, so the generator stays in step across processes and a row gets
+    the same noise whatever the number of processes.
     """
 
     def __init__(
@@ -42,9 +75,10 @@ class Step:
         views: list[torch.Tensor],
         generator: torch.Generator,
         train: bool,
+        shard: Shard | None = None,
     ) -> None:
         self.model, self.clean, self.views = model, clean, views
-        self.generator, self.train = generator, train
+        self.generator, self.train, self.shard = generator, train, shard
         self._posteriors: dict[int, Posterior] = {}
         self._logits: dict[int, torch.Tensor] = {}
         self._projections: dict[int, torch.Tensor] = {}
@@ -52,7 +86,24 @@ class Step:
     def encode(self, x: torch.Tensor) -> Posterior:
         """A fresh (uncached) encoder pass with its own posterior sample."""
         mu, logvar = self.model.encode(x)
-        return Posterior(mu, logvar, self.model.sample_latent(mu, logvar, self.generator))
+        return Posterior(mu, logvar, self.sample_latent(mu, logvar))
+
+    def sample_latent(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """The model's posterior sample; sharded: the global batch's noise, this shard's rows
+        (``mu, logvar`` are zero-padded to the global batch, sampled, then sliced)."""
+        if self.shard is None:
+            return self.model.sample_latent(mu, logvar, self.generator)
+        rows = self.shard.rows
+        pad = (0, 0, rows.start, self.shard.total - rows.stop)
+        z = self.model.sample_latent(F.pad(mu, pad), F.pad(logvar, pad), self.generator)
+        return z[rows]
+
+    def gather(self, x: torch.Tensor, grad: bool = True) -> torch.Tensor:
+        """``x: [n_r, ...]`` -> the global batch's ``[total, ...]`` (differentiable when ``grad``,
+        see :func:`cvae.objectives.all_gather_grad`); ``x`` itself when not sharded."""
+        if self.shard is None:
+            return x
+        return (all_gather_grad if grad else all_gather)(x, self.shard.sizes)
 
     def posterior(self, view: int) -> Posterior:
         if view not in self._posteriors:
@@ -74,7 +125,13 @@ class Step:
 
 
 class Term(nn.Module):
-    """An objective term: ``forward(step) -> float32 scalar``; optional training hooks."""
+    """An objective term: ``forward(step) -> float32 scalar``; optional training hooks.
+
+    ``global_batch``: a sharded step's value is the loss of the gathered global batch (the same on
+    every process), not the mean over this process's rows.
+    """
+
+    global_batch = False
 
     def forward(self, step: Step) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -123,29 +180,64 @@ class Method(nn.Module):
     def _range(self, x01: torch.Tensor) -> torch.Tensor:
         return x01 if self.value_range == "01" else x01 * 2.0 - 1.0
 
-    def make_step(self, images: torch.Tensor, generator: torch.Generator, train: bool) -> Step:
+    def make_step(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        train: bool,
+        shard: Shard | None = None,
+    ) -> Step:
         x01 = images.float().div_(255.0)
         if train and self.augment is not None:
-            views = [self._range(self.augment(x01, generator)) for _ in range(self.num_views)]
+            views = [self._augment(x01, generator, shard) for _ in range(self.num_views)]
+            views = [self._range(v) for v in views]
         else:
             views = [self._range(x01)] * self.num_views
-        return Step(self.model, self._range(x01), views, generator, train)
+        return Step(self.model, self._range(x01), views, generator, train, shard)
+
+    def _augment(
+        self, x01: torch.Tensor, generator: torch.Generator, shard: Shard | None
+    ) -> torch.Tensor:
+        """Augment; sharded: draw the global batch's parameters, apply this shard's rows."""
+        augment = self.augment
+        assert augment is not None
+        if shard is None or augment.config.identity:
+            return augment(x01, generator)
+        _, _, h, w = x01.shape
+        params = augment.sample_params(shard.total, h, w, generator, x01.device)
+        rows = shard.rows
+        mine = AugmentParams(**{f.name: getattr(params, f.name)[rows] for f in fields(params)})
+        return augment.apply(x01, mine)
 
     def forward(
-        self, images: torch.Tensor, generator: torch.Generator, train: bool = True
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        train: bool = True,
+        shard: Shard | None = None,
     ) -> dict[str, torch.Tensor]:
-        return self.loss(self.make_step(images, generator, train))
+        """``images``: this process's rows of the global batch when ``shard`` is given."""
+        return self.loss(self.make_step(images, generator, train, shard))
 
     def loss(self, step: Step) -> dict[str, torch.Tensor]:
-        """Weighted sum of the terms on a prepared step (network passes happen here)."""
+        """Weighted sum of the terms on a prepared step (network passes happen here).
+
+        Sharded steps (DDP averages gradients over processes): a term that is a mean over this
+        process's rows gets its gradient scaled by ``shard.share = world * n_r / total``, so the
+        average equals the gradient of the global batch's mean even for unequal shards (the
+        reported value is unscaled); a ``global_batch`` term needs no scaling (see
+        :mod:`cvae.objectives.gather`).
+        """
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=step.clean.device)
+        share = 1.0 if step.shard is None else step.shard.share
         for name, weight in self.weights.items():
             if weight == 0.0:
                 continue
-            value = self.terms[name](step)
+            term = self.terms[name]
+            value = term(step)
             out[name] = value
-            total = total + weight * value
+            total = total + weight * (value if term.global_batch else _grad_scaled(value, share))
         out["loss"] = total
         out["sigma"] = step.posterior(0).logvar.detach().float().mul(0.5).exp().mean()
         return out
@@ -157,6 +249,11 @@ class Method(nn.Module):
     def after_epoch(self) -> None:
         for term in self.terms.values():
             term.after_epoch()  # type: ignore[operator]
+
+
+def _grad_scaled(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in the forward pass, ``scale * grad`` in the backward pass."""
+    return x if scale == 1.0 else x * scale + x.detach() * (1.0 - scale)
 
 
 @dataclass(frozen=True)

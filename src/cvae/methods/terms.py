@@ -86,14 +86,18 @@ class KL(Term):
 
 
 class NTXent(Term):
-    """SimCLR NT-Xent between the projections of views 1 and 2 (CVAE; :func:`nt_xent`)."""
+    """SimCLR NT-Xent between the projections of views 1 and 2 (CVAE; :func:`nt_xent`), over the
+    global batch under data-parallel training (every process's projections are the negatives)."""
+
+    global_batch = True
 
     def __init__(self, cfg: RunConfig, model: VAE) -> None:
         super().__init__()
         self.temperature = cfg.loss.temperature
 
     def forward(self, step: Step) -> torch.Tensor:
-        return nt_xent(step.projection(0), step.projection(1), self.temperature)
+        p1, p2 = step.gather(step.projection(0)), step.gather(step.projection(1))
+        return nt_xent(p1, p2, self.temperature)
 
 
 class BarlowTwins(Term):
@@ -102,8 +106,11 @@ class BarlowTwins(Term):
     ``barlow_on='mu+logvar'`` (BTVAE code): a fresh encoder pass on x and one on x_hat, loss
     ``BT(mu_x, mu_xhat) + BT(logvar_x, logvar_xhat)``; ``'z'`` (paper wording): BT between the
     VAE branch's latent sample and a sample of q(z | x_hat). Gradients reach the encoder through
-    both passes and the decoder through x_hat (nothing is detached, as in the code).
+    both passes and the decoder through x_hat (nothing is detached, as in the code). Under
+    data-parallel training the cross-correlation is over the gathered global batch.
     """
+
+    global_batch = True
 
     def __init__(self, cfg: RunConfig, model: VAE) -> None:
         super().__init__()
@@ -118,6 +125,7 @@ class BarlowTwins(Term):
         recon = step.encode(x_hat)
 
         def bt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            a, b = step.gather(a), step.gather(b)
             return barlow_twins(a, b, offdiag_weight=self.offdiag, normalization=self.norm)
 
         if self.on == "z":
@@ -135,7 +143,14 @@ class MoCoInfoNCE(Term):
     computed (code) or per epoch (``ema_every='epoch'``, Algorithm 1). Keys are computed on a
     shuffled batch and unshuffled (MoCo's shuffled BN; within one process it only reorders).
     The key encoder and the queue are buffers/submodules, so checkpoints restore them exactly.
+
+    Data-parallel (sharded step): the shuffle is over the global batch (MoCo's
+    ``batch_shuffle_ddp``: the views are gathered, each process encodes its rows of the shuffled
+    batch, keys are gathered and unshuffled), queries are gathered with gradient, the loss is
+    that of the global batch, and the queue receives the global batch's keys on every process.
     """
+
+    global_batch = True
 
     def __init__(self, cfg: RunConfig, model: VAE) -> None:
         super().__init__()
@@ -152,16 +167,19 @@ class MoCoInfoNCE(Term):
         with torch.no_grad():
             if step.train and self.ema_every == "step":
                 ema_update(self.key_encoder, self._online[0], self.momentum)
-            x = step.views[1]
+            x = step.gather(step.views[1], grad=False)
             perm = torch.randperm(len(x), generator=step.generator, device=x.device)
-            mu, logvar = self.key_encoder(x[perm])
-            z = step.model.sample_latent(mu, logvar, step.generator)
+            shuffled = x[perm]
+            mine = shuffled if step.shard is None else shuffled[step.shard.rows]
+            mu, logvar = self.key_encoder(mine)
+            z = step.gather(step.sample_latent(mu, logvar), grad=False)
             keys = torch.empty_like(z)
             keys[perm] = z
+        q = step.gather(query.z)
         if self.negatives == "in_batch":
-            loss = info_nce_in_batch(query.z, keys, self.temperature)
+            loss = info_nce_in_batch(q, keys, self.temperature)
         else:
-            loss = info_nce_queue(query.z, keys, self.queue.queue, self.temperature)
+            loss = info_nce_queue(q, keys, self.queue.queue, self.temperature)
         if step.train and self.negatives == "queue":
             self.queue.enqueue(keys)
         return loss

@@ -2,6 +2,7 @@
 
 from cvae.objectives.barlow import barlow_twins
 from cvae.objectives.ema import ema_update, make_ema_copy
+from cvae.objectives.gather import all_gather, all_gather_grad
 from cvae.objectives.infonce import KeyQueue, info_nce_in_batch, info_nce_queue
 from cvae.objectives.kl import gaussian_kl, kl_loss
 from cvae.objectives.ntxent import nt_xent
@@ -9,6 +10,8 @@ from cvae.objectives.reconstruction import bernoulli_nll, gaussian_nll, mse
 
 __all__ = [
     "KeyQueue",
+    "all_gather",
+    "all_gather_grad",
     "barlow_twins",
     "bernoulli_nll",
     "ema_update",

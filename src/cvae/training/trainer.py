@@ -1,5 +1,10 @@
 """The training loop. Read it top to bottom: setup, (resume), epochs of steps, validation, log,
-checkpoint. Whole datasets live on the training device as uint8; batches are index slices."""
+checkpoint. Whole datasets live on the training device as uint8; batches are index slices.
+
+Under ``torchrun`` (several processes) each process takes its rows of every global batch and
+trains through DistributedDataParallel; rank 0 alone logs, validates and writes checkpoints
+(see :mod:`cvae.training.distributed` and docs/distributed.md).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch import nn
 from tqdm.auto import tqdm
 
 from cvae.config import RunConfig, TrainConfig, resolve, save_yaml
 from cvae.data import DataSplits, load_data
 from cvae.errors import CvaeError, TrainingDiverged
 from cvae.methods import Method, build_method
+from cvae.methods.base import Shard
+from cvae.training import distributed
 from cvae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cvae.training.runlog import RunLog
 
@@ -32,6 +41,8 @@ class TrainResult:
     config: RunConfig
     epochs_completed: int
     history: list[dict[str, Any]]
+    """Rows of metrics.csv (empty on processes other than rank 0)."""
+    rank: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,10 +80,28 @@ def train(
     resume: bool = False,
     data: DataSplits | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
-    run_dir = Path(run_dir)
+    """Train ``cfg`` into ``run_dir`` (or continue the run there with ``resume=True``).
+
+    Data-parallel when started by torchrun (or inside an initialised process group): the
+    checkpoint is the same as a single process writes, so either can resume the other.
+    """
+    ctx, device, started = distributed.setup(resolve_device(cfg.train.device))
+    try:
+        return _train(cfg, Path(run_dir), resume, data, ctx, device)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train(
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool,
+    data: DataSplits | None,
+    ctx: distributed.Context,
+    device: torch.device,
+) -> TrainResult:
     tc = cfg.train
-    device = resolve_device(tc.device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     data = data if data is not None else data_from_config(cfg)
@@ -82,18 +111,19 @@ def train(
     ckpt = load_checkpoint(run_dir / CHECKPOINT) if resume else None
     if not resume and (run_dir / CHECKPOINT).exists():
         raise CvaeError(f"{run_dir} already holds a run; use --resume or another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
-    (run_dir / "data.json").write_text(
-        json.dumps({"image_shape": list(shape), **data.info}, indent=2, default=str)
-    )
+    if ctx.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+        (run_dir / "data.json").write_text(
+            json.dumps({"image_shape": list(shape), **data.info}, indent=2, default=str)
+        )
 
     torch.manual_seed(tc.seed)
     method = build_method(cfg, shape).to(device)
     train_x = data.train.images.to(device)
     val_x = data.val.images.to(device)
     n, bs = len(train_x), tc.batch_size
-    steps_per_epoch = _steps_per_epoch(n, bs, tc.drop_last, tc.epoch_fraction)
+    steps_per_epoch = _steps_per_epoch(n, bs, tc.drop_last, tc.epoch_fraction, ctx.world)
     optimizer = build_optimizer(tc, method.parameters())
     scheduler = build_scheduler(tc, optimizer, steps_per_epoch)
     epoch, start_step, sums = 0, 0, {}
@@ -104,14 +134,21 @@ def train(
             scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt["sums"]
+        if not ctx.main:  # the saved sums are global: count them once
+            sums = {k: 0.0 for k in sums}
     if tc.compile:
         method.model.encoder.compile()
         method.model.decoder.compile()
+    ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
 
-    log = RunLog(run_dir, tc.tensorboard, completed_epochs=epoch)
+    log = RunLog(run_dir, tc.tensorboard, completed_epochs=epoch) if ctx.main else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
 
-    def checkpoint(epoch: int, step: int, gen_state: torch.Tensor | None) -> None:
+    def checkpoint(
+        epoch: int, step: int, gen_state: torch.Tensor | None, sums: dict[str, torch.Tensor]
+    ) -> None:
+        if not ctx.main:
+            return
         payload = {
             "method": method.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -142,13 +179,18 @@ def train(
                 total=steps_per_epoch,
                 initial=start_step,
                 desc=f"epoch {epoch + 1}/{tc.epochs}",
-                disable=not (tc.progress and sys.stderr.isatty()),
+                disable=not (tc.progress and ctx.main and sys.stderr.isatty()),
                 leave=False,
             )
             for step in range(start_step, steps_per_epoch):
                 idx = perm[step * bs : (step + 1) * bs]
+                shard = ctx.shard(len(idx))
+                if shard is not None:
+                    idx = idx[shard.rows]
                 method.epoch_progress = epoch + step / steps_per_epoch
-                out = train_step(method, optimizer, train_x[idx], gen, tc.grad_clip, autocast)
+                out = train_step(
+                    method, optimizer, train_x[idx], gen, tc.grad_clip, autocast, shard, ddp
+                )
                 if tc.scheduler == "warmup":
                     scheduler.step()  # type: ignore[union-attr]
                 for key, value in out.items():
@@ -156,34 +198,41 @@ def train(
                 sums["n"] = sums.get("n", 0.0) + len(idx)
                 mid_ckpt = tc.checkpoint_every_steps and (step + 1) % tc.checkpoint_every_steps == 0
                 if mid_ckpt or (step + 1) % NAN_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
-                    # sums["loss"] covers every step so far: nothing non-finite gets checkpointed
-                    _check_finite(sums["loss"], epoch, step, run_dir)
+                    # sums["loss"] covers every step so far: nothing non-finite gets checkpointed;
+                    # summed over processes, so that all of them stop together
+                    _check_finite(ctx.sum({"loss": sums["loss"]})["loss"], epoch, step, run_dir)
                     bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
                 if mid_ckpt:
-                    checkpoint(epoch, step + 1, gen.get_state())
+                    checkpoint(epoch, step + 1, gen.get_state(), ctx.sum(sums))
                 bar.update()
             bar.close()
             method.after_epoch()
+            sums = ctx.sum(sums)  # every process needs the train loss (plateau scheduler)
             count = float(sums.pop("n"))
             row: dict[str, Any] = {"epoch": epoch + 1}
             row.update({f"train_{k}": float(v) / count for k, v in sums.items()})
-            row.update({f"val_{k}": v for k, v in validate(method, val_x, bs, tc.seed).items()})
+            if log is not None:
+                val = validate(method, val_x, bs, tc.seed)
+                row.update({f"val_{k}": v for k, v in val.items()})
             seconds = time.perf_counter() - t0
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
             row["images_per_sec"] = round((steps_per_epoch - start_step) * bs / seconds, 1)
-            log.log(row)
-            if tc.progress:
-                print(_summary(row, tc.epochs), flush=True)
+            if log is not None:
+                log.log(row)
+                if tc.progress:
+                    print(_summary(row, tc.epochs), flush=True)
             if tc.scheduler == "exponential":
                 scheduler.step()  # type: ignore[union-attr]
             elif tc.scheduler == "plateau":
                 scheduler.step(row["train_loss"])  # type: ignore[union-attr]
             epoch, start_step, sums = epoch + 1, 0, {}
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
-                checkpoint(epoch, 0, None)
+                checkpoint(epoch, 0, None, sums)
+        ctx.barrier()  # every process returns once the last checkpoint is written
     finally:
-        log.close()
-    return TrainResult(run_dir, cfg, epoch, log.rows)
+        if log is not None:
+            log.close()
+    return TrainResult(run_dir, cfg, epoch, [] if log is None else log.rows, ctx.rank)
 
 
 def train_step(
@@ -193,10 +242,17 @@ def train_step(
     generator: torch.Generator,
     grad_clip: float | None,
     autocast: torch.autocast,
+    shard: Shard | None = None,
+    ddp: nn.Module | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One optimisation step on a uint8 batch; returns the (attached) loss terms."""
+    """One optimisation step on a uint8 batch; returns the (attached) loss terms.
+
+    Data-parallel: ``images`` are this process's ``shard`` of the global batch and the forward
+    pass goes through ``ddp`` (the DistributedDataParallel wrapper of ``method``), whose
+    ``backward`` averages the gradients over processes.
+    """
     with autocast:
-        out = method(images, generator)
+        out = (ddp or method)(images, generator, shard=shard)
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if grad_clip is not None:
@@ -235,8 +291,14 @@ def build_scheduler(tc: TrainConfig, optimizer: torch.optim.Optimizer, steps_per
     return None
 
 
-def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float) -> int:
+def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float, world: int) -> int:
+    """Global batches per epoch. With ``world`` processes every process needs >= 1 image of each
+    batch: a last partial batch smaller than ``world`` is dropped."""
+    if batch_size < world:
+        raise CvaeError(f"train.batch_size {batch_size} (global) < {world} processes")
     steps = n // batch_size if drop_last else math.ceil(n / batch_size)
+    if not drop_last and 0 < n % batch_size < world:
+        steps -= 1
     steps = max(1, int(steps * fraction))
     if drop_last and n < batch_size:
         raise CvaeError(f"train.drop_last with {n} training images < batch size {batch_size}")
