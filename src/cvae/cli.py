@@ -121,6 +121,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         help="AAVAE linear eval with re-encoded augmented images (default: aavae/ae/aaae only)",
     )
     p.add_argument("--linear-sgd-epochs", type=int, default=90)
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -186,8 +187,12 @@ def _print_eval(result: dict) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
     from cvae.evaluation.evaluate import evaluate
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     result = evaluate(
         args.run_dir,
         embedding=args.embedding,
