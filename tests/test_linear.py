@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvae.cli import main
 from cvae.evaluation.linear import fit_linear, linear_adam, linear_sgd, pad_crop_flip
 
 
@@ -127,3 +129,22 @@ def test_fit_linear_matches_autograd_and_torch_optim(optimizer: str) -> None:
             sched.step()
     ref = torch.cat([layer.weight, layer.bias[:, None]], dim=1).detach()
     torch.testing.assert_close(theta, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_eval_runs_linear_sgd_for_aavae_family_and_skips_posterior_metrics(tmp_path) -> None:
+    run = tmp_path / "ae"
+    train = ["train", "--method", "ae", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+    assert main([*train, "--set", "model.channels=[8,16]", "--out", str(run)]) == 0
+    flags = ["--embedding", "none", "--linear-epochs", "2", "--linear-sgd-epochs", "1"]
+    assert main(["eval", str(run), *flags, "--knn-k", "5"]) == 0
+    result = json.loads((run / "metrics.json").read_text())
+    m = result["metrics"]
+    assert m["linear_sgd"]["protocol"]["epochs"] == 1 and 0 <= m["linear_sgd"]["value"] <= 1
+    assert m["linear_sgd"]["protocol"]["feature_name"] == "h"
+    assert m["linear_adam"]["protocol"]["epochs"] == 2
+    for name in ("mutual_information_batch", "marginal_kl", "nll_iwae"):
+        assert m[name]["value"] is None and "deterministic" in m[name]["unavailable"]
+    assert any("nll_iwae" in note for note in result["notes"])
+    assert main(["eval", str(run), *flags, "--no-linear", "--knn-k", "5"]) == 0
+    m = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert "linear_sgd" not in m and "linear_adam" not in m
