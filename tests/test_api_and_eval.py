@@ -1,6 +1,7 @@
 """Python API (the README snippet) and `cvae eval` on real MNIST and on digits."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -80,8 +81,17 @@ def test_eval_on_digits_writes_metrics_with_protocols(tmp_path, capsys):
     assert main(["eval", str(run), "--embedding", "tsne"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     m = metrics["metrics"]
-    probes = {"logreg_paper", "logreg_standard", "knn_weighted_cosine"}
-    assert set(m) == probes | {"kl", "active_units"}
+    probes = {"logreg_paper", "logreg_standard", "knn_weighted_cosine", "knn_uniform_euclidean"}
+    probes |= {"linear_adam"}  # linear_sgd runs only for the AAVAE family by default
+    collapse = {"kl", "mutual_information_batch", "mutual_information_full", "marginal_kl"}
+    collapse |= {"active_units", "recon_nll", "nll_iwae"}
+    assert set(m) == probes | collapse
+    assert 0 < m["mutual_information_batch"]["value"] <= math.log(256) + 0.1
+    assert m["marginal_kl"]["value"] == pytest.approx(
+        m["kl"]["value"] - m["mutual_information_batch"]["value"]
+    )
+    assert m["nll_iwae"]["protocol"]["k"] == 100 and m["nll_iwae"]["bits_per_dim"] > 0
+    assert all(m[name]["seconds"] >= 0 for name in probes)
     assert 0 < m["active_units"]["value"] <= 10 and m["kl"]["value"] > 0
     assert m["logreg_paper"]["protocol"]["random_state"] == 42
     assert m["knn_weighted_cosine"]["protocol"]["k"] <= 200
@@ -113,7 +123,7 @@ def test_mnist_short_training_beats_untrained_probe(tmp_path, mnist_dir):
     cvae.train(cfg_u, untrained, data=few)
     acc = {}
     for name, run in (("trained", trained), ("untrained", untrained)):
-        res = evaluate(run, embedding="none", data=data)
+        res = evaluate(run, embedding="none", data=data, iwae_k=0, linear_epochs=0)
         acc[name] = res["metrics"]["logreg_standard"]["value"]
         assert res["metrics"]["logreg_standard"]["protocol"]["n_train"] == len(data.train)
     # measured: ~0.70 trained vs ~0.38 untrained

@@ -148,6 +148,25 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="representation for probes (auto: h for aavae/ae/aaae, else mu)",
     )
+    p.add_argument(
+        "--mi-batch", type=int, default=256, help="aggregate-posterior batch for MI (CR-VAE: 256)"
+    )
+    p.add_argument("--iwae-k", type=int, default=100, help="IWAE samples per image (0: skip)")
+    p.add_argument(
+        "--iwae-n", type=int, default=2000, help="test images for IWAE (random subset; 0: all)"
+    )
+    p.add_argument(
+        "--linear-epochs", type=int, default=200, help="epochs of the Adam linear probe (CR-VAE)"
+    )
+    p.add_argument("--no-linear", action="store_true", help="skip both torch linear probes")
+    p.add_argument(
+        "--linear-sgd",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="AAVAE linear eval with re-encoded augmented images (default: aavae/ae/aaae only)",
+    )
+    p.add_argument("--linear-sgd-epochs", type=int, default=90)
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -214,15 +233,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_eval(result: dict) -> None:
     for name, m in result["metrics"].items():
-        print(f"{name:>22}: {m['value']:.4g}")
+        value = "n/a" if m["value"] is None else f"{m['value']:.4g}"
+        print(f"{name:>24}: {value}")
     for note in result["notes"]:
         print(f"note: {note}")
     print(f"metrics: {Path(result['run_dir']) / 'metrics.json'} ({result['seconds']} s)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
     from cvae.evaluation.evaluate import evaluate
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     result = evaluate(
         args.run_dir,
         embedding=args.embedding,
@@ -231,6 +255,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         feature=args.feature,
+        mi_batch=args.mi_batch,
+        iwae_k=args.iwae_k,
+        iwae_n=args.iwae_n,
+        linear_epochs=0 if args.no_linear else args.linear_epochs,
+        run_linear_sgd=False if args.no_linear else args.linear_sgd,
+        linear_sgd_epochs=args.linear_sgd_epochs,
     )
     _print_eval(result)
     return 0

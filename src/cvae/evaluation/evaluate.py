@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import torch
 from cvae.api import Run, load
 from cvae.data import DataSplits, ImageDataset
 from cvae.errors import CvaeError
-from cvae.evaluation.collapse import active_units, mean_kl
-from cvae.evaluation.knn import knn_weighted_cosine
+from cvae.evaluation.collapse import active_units, marginal_kl, mean_kl, mutual_information
+from cvae.evaluation.knn import knn_uniform_euclidean, knn_weighted_cosine
+from cvae.evaluation.likelihood import iwae_nll, recon_nll, run_likelihood
+from cvae.evaluation.linear import linear_adam, linear_sgd
 from cvae.evaluation.plots import save_curves, save_embedding_plot, save_image_grid
 from cvae.evaluation.probes import logistic_regression_paper, logistic_regression_standard
 from cvae.training.trainer import data_from_config
@@ -35,8 +38,21 @@ def evaluate(
     device: str = "cpu",
     feature: str = "auto",
     data: DataSplits | None = None,
+    mi_batch: int = 256,
+    iwae_k: int = 100,
+    iwae_n: int = 2000,
+    linear_epochs: int = 200,
+    run_linear_sgd: bool | None = None,
+    linear_sgd_epochs: int = 90,
 ) -> dict[str, Any]:
-    """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``."""
+    """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``.
+
+    Collapse and likelihood metrics use the evaluation split (test, else val). ``iwae_k = 0``
+    skips the IWAE bound, ``iwae_n = 0`` uses every evaluation image (else a seeded random
+    subset of ``iwae_n``). ``linear_epochs = 0`` skips ``linear_adam``; ``run_linear_sgd``
+    None runs ``linear_sgd`` only for the AAVAE family (aavae, ae, aaae). Every metric carries
+    its wall-clock ``seconds``.
+    """
     t0 = time.perf_counter()
     run = load(run_dir, device=device)
     data = data if data is not None else data_from_config(run.config)
@@ -46,20 +62,47 @@ def evaluate(
 
     feature = _feature_name(run, feature)
     eval_mu, eval_logvar = (t.cpu() for t in run.encode(eval_split.images))
-    metrics: dict[str, Any] = {
-        "kl": mean_kl(eval_mu, eval_logvar),
-        "active_units": active_units(eval_mu),
-    }
     notes: list[str] = []
+    metrics = _collapse(run, eval_split, eval_mu, eval_logvar, mi_batch, iwae_k, iwae_n, seed)
     if eval_split.labels is not None and data.train.labels is not None:
         train_f = run.features(data.train.images, feature).cpu()
         eval_f = eval_mu if feature == "mu" else run.features(eval_split.images, feature).cpu()
         probes = _probes(train_f, data.train, eval_f, eval_split, eval_name, knn_k, knn_temperature)
+        if linear_epochs > 0:
+            probes["linear_adam"] = _timed(
+                linear_adam,
+                train_f,
+                data.train.labels,
+                eval_f,
+                eval_split.labels,
+                epochs=linear_epochs,
+                seed=seed,
+            )
+        if run_linear_sgd is None:
+            run_linear_sgd = run.config.method in AAVAE_FAMILY
+        if run_linear_sgd:
+            probes["linear_sgd"] = _timed(
+                linear_sgd,
+                lambda images: run.features(images, feature),
+                data.train.images,
+                data.train.labels,
+                eval_f,
+                eval_split.labels,
+                epochs=linear_sgd_epochs,
+                seed=seed,
+            )
+        else:
+            notes.append("linear_sgd (AAVAE protocol) skipped: enable with --linear-sgd")
+        split = f"fit on train split, score on {eval_name} split"
+        for name in ("linear_adam", "linear_sgd"):
+            if name in probes:
+                probes[name]["protocol"]["split"] = split
         for result in probes.values():
             result["protocol"]["feature_name"] = feature
         metrics.update(probes)
     else:
         notes.append("unlabeled dataset: probes and KNN skipped")
+    notes.extend(m["unavailable"] for m in metrics.values() if "unavailable" in m)
 
     fig_info = _figures(run, eval_split, eval_mu, figures, embedding, seed)
     result = {
@@ -86,6 +129,8 @@ def evaluate(
     return result
 
 
+AAVAE_FAMILY = ("aavae", "ae", "aaae")
+
 FEATURES = {
     "mu": "mu (posterior mean, eval mode)",
     "h": "h (encoder representation before the projection to mu/logvar, eval mode)",
@@ -95,7 +140,7 @@ FEATURES = {
 def _feature_name(run: Run, feature: str) -> str:
     """auto: h for the AAVAE family when the encoder exposes it (spec 8.4), else mu."""
     if feature == "auto":
-        aavae_family = run.config.method in ("aavae", "ae", "aaae")
+        aavae_family = run.config.method in AAVAE_FAMILY
         return "h" if aavae_family and hasattr(run.model.encoder, "features") else "mu"
     if feature not in FEATURES:
         raise CvaeError(f"unknown feature '{feature}'; choose from auto, {', '.join(FEATURES)}")
@@ -114,17 +159,87 @@ def _probes(
     tr_x, tr_y = train_mu.numpy(), train.labels.numpy()  # type: ignore[union-attr]
     ev_x, ev_y = eval_mu.numpy(), evals.labels.numpy()  # type: ignore[union-attr]
     out = {
-        "logreg_paper": logistic_regression_paper(ev_x, ev_y),
-        "logreg_standard": logistic_regression_standard(tr_x, tr_y, ev_x, ev_y),
-        "knn_weighted_cosine": knn_weighted_cosine(
-            train_mu, train.labels, eval_mu, evals.labels, k=knn_k, temperature=knn_temperature
+        "logreg_paper": _timed(logistic_regression_paper, ev_x, ev_y),
+        "logreg_standard": _timed(logistic_regression_standard, tr_x, tr_y, ev_x, ev_y),
+        "knn_weighted_cosine": _timed(
+            knn_weighted_cosine,
+            train_mu,
+            train.labels,
+            eval_mu,
+            evals.labels,
+            k=knn_k,
+            temperature=knn_temperature,
+        ),
+        "knn_uniform_euclidean": _timed(
+            knn_uniform_euclidean, train_mu, train.labels, eval_mu, evals.labels, k=knn_k
         ),
     }
     out["logreg_paper"]["protocol"]["split"] = f"80/20 inside the {eval_name} split"
     out["logreg_standard"]["protocol"]["split"] = f"fit on train split, score on {eval_name} split"
-    out["knn_weighted_cosine"]["protocol"]["split"] = (
-        f"bank: train split; queries: {eval_name} split"
+    for name in ("knn_weighted_cosine", "knn_uniform_euclidean"):
+        out[name]["protocol"]["split"] = f"bank: train split; queries: {eval_name} split"
+    return out
+
+
+def _timed(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``fn(*args, **kwargs)`` with its wall-clock ``seconds`` added to the metric."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _unavailable(name: str, reason: str) -> dict[str, Any]:
+    return {"value": None, "unavailable": f"{name}: {reason}", "protocol": {"name": name}}
+
+
+def _collapse(
+    run: Run,
+    evals: ImageDataset,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    mi_batch: int,
+    iwae_k: int,
+    iwae_n: int,
+    seed: int,
+) -> dict[str, Any]:
+    """KL, MI, marginal KL, AU, reconstruction NLL and the IWAE bound on the evaluation split."""
+    out: dict[str, Any] = {"kl": _timed(mean_kl, mu, logvar)}
+    deterministic = run.model.deterministic
+    if deterministic:
+        reason = "deterministic autoencoder (z = mu): no posterior to measure"
+        for name in ("mutual_information_batch", "mutual_information_full", "marginal_kl"):
+            out[name] = _unavailable(name, reason)
+    else:
+        mi_b = _timed(mutual_information, mu, logvar, batch_size=mi_batch, seed=seed)
+        mi_f = _timed(mutual_information, mu, logvar, batch_size=None, seed=seed)
+        mi_b["protocol"]["name"] = "mutual_information_batch"
+        mi_f["protocol"]["name"] = "mutual_information_full"
+        out["mutual_information_batch"], out["mutual_information_full"] = mi_b, mi_f
+        out["marginal_kl"] = marginal_kl(out["kl"], mi_b, mi_f)
+    out["active_units"] = _timed(active_units, mu)
+    x = run.to_input(evals.images)
+    recon = "bce" if run.config.loss.reconstruction == "bce" else "mse"
+    out["recon_nll"] = _timed(recon_nll, run.model, x, loss=recon, seed=seed)
+    learned = getattr(dict(run.method.terms).get("recon"), "log_scale", None)
+    likelihood = run_likelihood(
+        run.config, int(x[0].numel()), None if learned is None else float(learned)
     )
+    if iwae_k <= 0:
+        out["nll_iwae"] = _unavailable("nll_iwae", "skipped (--iwae-k 0)")
+    elif deterministic:
+        out["nll_iwae"] = _unavailable("nll_iwae", "deterministic autoencoder: no q(z|x)")
+    elif isinstance(likelihood, str):
+        out["nll_iwae"] = _unavailable("nll_iwae", likelihood)
+    else:
+        index = torch.arange(len(x))
+        if 0 < iwae_n < len(x):
+            gen = torch.Generator().manual_seed(seed)
+            index = torch.randperm(len(x), generator=gen)[:iwae_n].sort().values
+        out["nll_iwae"] = _timed(iwae_nll, run.model, x[index], likelihood, k=iwae_k, seed=seed)
+        out["nll_iwae"]["protocol"]["subset"] = (
+            "all images" if len(index) == len(x) else f"random subset (seed {seed})"
+        )
     return out
 
 
