@@ -85,7 +85,12 @@ def test_eval_on_digits_writes_metrics_with_protocols(tmp_path, capsys):
     probes |= {"linear_adam"}  # linear_sgd runs only for the AAVAE family by default
     collapse = {"kl", "mutual_information_batch", "mutual_information_full", "marginal_kl"}
     collapse |= {"active_units", "recon_nll", "nll_iwae"}
-    assert set(m) == probes | collapse
+    others = {"fid_domain", "fid_inception", "view_cosine_within", "view_cosine_between"}
+    assert set(m) == probes | collapse | others
+    assert m["fid_domain"]["value"] > 0 and m["fid_domain"]["protocol"]["n_fake"] == 359
+    assert m["fid_inception"]["value"] is None
+    assert "cvae[fid]" in m["fid_inception"]["unavailable"]
+    assert m["view_cosine_within"]["value"] > m["view_cosine_between"]["value"]
     assert 0 < m["mutual_information_batch"]["value"] <= math.log(256) + 0.1
     assert m["marginal_kl"]["value"] == pytest.approx(
         m["kl"]["value"] - m["mutual_information_batch"]["value"]
@@ -97,7 +102,8 @@ def test_eval_on_digits_writes_metrics_with_protocols(tmp_path, capsys):
     assert m["knn_weighted_cosine"]["protocol"]["k"] <= 200
     assert m["knn_weighted_cosine"]["protocol"]["temperature"] == 0.1
     assert all(0.5 < m[p]["value"] <= 1.0 for p in probes)  # trained digits latents separate
-    for fig in ("reconstructions.png", "samples.png", "tsne.png", "curves.png"):
+    figures = ("reconstructions.png", "samples.png", "tsne.png", "curves.png", "kl_per_dim.png")
+    for fig in (*figures, "interpolations.png", "view_similarity.png"):
         assert (run / "figures" / fig).stat().st_size > 1000
     assert "logreg_paper" in capsys.readouterr().out
 

@@ -260,7 +260,7 @@ def test_real_run_figures_views_and_compare(digits_run: Path, tmp_path: Path, ca
         "active_units": active_units(mu),
         "logreg_paper": logistic_regression_paper(mu.numpy(), test.labels.numpy()),
     }
-    kl = metrics["kl"]["protocol"]["per_dim"]
+    kl = metrics["kl"]["per_dim"]
     var = metrics["active_units"]["protocol"]["per_dim_variance"]
     save_kl_per_dim(kl, figures / "kl_per_dim.png", [v >= 0.01 for v in var])
     # the metrics.json `cvae eval` writes (its figures and probes skipped to keep this fast)

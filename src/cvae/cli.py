@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedding", choices=["umap", "tsne", "none"], default="umap")
+    p.add_argument("--embedding", choices=["umap", "tsne", "both", "none"], default="umap")
     p.add_argument("--knn-k", type=int, default=200)
     p.add_argument("--knn-temperature", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -167,6 +167,13 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--linear-sgd-epochs", type=int, default=90)
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
+    p.add_argument(
+        "--fid-n", type=int, default=10_000, help="prior samples vs test images for FID (0: skip)"
+    )
+    p.add_argument(
+        "--fid-weights", type=Path, help="Inception-v3 FID weights (pt_inception-2015-12-05)"
+    )
+    p.add_argument("--fid-dims", type=int, choices=[64, 2048], default=2048)
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -261,6 +268,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         linear_epochs=0 if args.no_linear else args.linear_epochs,
         run_linear_sgd=False if args.no_linear else args.linear_sgd,
         linear_sgd_epochs=args.linear_sgd_epochs,
+        fid_n=args.fid_n,
+        fid_weights=args.fid_weights,
+        fid_dims=args.fid_dims,
     )
     _print_eval(result)
     return 0

@@ -17,11 +17,20 @@ from cvae.api import Run, load
 from cvae.data import DataSplits, ImageDataset
 from cvae.errors import CvaeError
 from cvae.evaluation.collapse import active_units, marginal_kl, mean_kl, mutual_information
+from cvae.evaluation.fid import fid_metrics
 from cvae.evaluation.knn import knn_uniform_euclidean, knn_weighted_cosine
 from cvae.evaluation.likelihood import iwae_nll, recon_nll, run_likelihood
 from cvae.evaluation.linear import linear_adam, linear_sgd
-from cvae.evaluation.plots import save_curves, save_embedding_plot, save_image_grid
+from cvae.evaluation.plots import (
+    save_curves,
+    save_embedding_plot,
+    save_image_grid,
+    save_interpolations,
+    save_kl_per_dim,
+    save_similarity_matrix,
+)
 from cvae.evaluation.probes import logistic_regression_paper, logistic_regression_standard
+from cvae.evaluation.views import view_cosine_similarity
 from cvae.training.trainer import data_from_config
 
 # Test images shown in the CVAE notebook's reconstruction figure ([CE] analysis nb cell 3).
@@ -44,6 +53,9 @@ def evaluate(
     linear_epochs: int = 200,
     run_linear_sgd: bool | None = None,
     linear_sgd_epochs: int = 90,
+    fid_n: int = 10_000,
+    fid_weights: Path | None = None,
+    fid_dims: int = 2048,
 ) -> dict[str, Any]:
     """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``.
 
@@ -51,7 +63,10 @@ def evaluate(
     skips the IWAE bound, ``iwae_n = 0`` uses every evaluation image (else a seeded random
     subset of ``iwae_n``). ``linear_epochs = 0`` skips ``linear_adam``; ``run_linear_sgd``
     None runs ``linear_sgd`` only for the AAVAE family (aavae, ae, aaae). Every metric carries
-    its wall-clock ``seconds``.
+    its wall-clock ``seconds``. ``fid_n`` prior samples against as many evaluation images give
+    ``fid_domain`` and ``fid_inception`` (``fid_n = 0`` skips both; ``fid_weights``: the
+    Inception checkpoint, ``fid_dims``: 2048 or the BTVAE paper's 64). ``embedding``: umap,
+    tsne, both or none.
     """
     t0 = time.perf_counter()
     run = load(run_dir, device=device)
@@ -102,9 +117,41 @@ def evaluate(
         metrics.update(probes)
     else:
         notes.append("unlabeled dataset: probes and KNN skipped")
+    if fid_n > 0:
+        metrics.update(
+            fid_metrics(
+                run,
+                eval_split,
+                data.train,
+                n=min(fid_n, len(eval_split)),
+                seed=seed,
+                split_name=eval_name,
+                inception_weights=fid_weights,
+                inception_dims=fid_dims,
+            )
+        )
+    else:
+        notes.append("FID skipped (--fid-n 0)")
     notes.extend(m["unavailable"] for m in metrics.values() if "unavailable" in m)
 
     fig_info = _figures(run, eval_split, eval_mu, figures, embedding, seed)
+    fig_info["kl_per_dim"] = save_kl_per_dim(
+        metrics["kl"]["per_dim"],
+        figures / "kl_per_dim.png",
+        [v >= 0.01 for v in metrics["active_units"]["protocol"]["per_dim_variance"]],
+        title=f"{run.config.method}: KL per latent dimension ({eval_name} split; blue = active)",
+    ).name
+    if len(eval_split) >= 8:
+        views = view_cosine_similarity(run, eval_split.images, seed=seed, feature=feature)
+        metrics["view_cosine_within"] = views["view_cosine_within"]
+        metrics["view_cosine_between"] = views["view_cosine_between"]
+        fig_info["view_similarity"] = save_similarity_matrix(
+            views["matrix"],
+            views["protocol"]["n_views"],
+            figures / "view_similarity.png",
+            title=f"{run.config.method}: cosine similarity of {feature} over "
+            f"{views['protocol']['augment']} views (seed {seed})",
+        ).name
     result = {
         "run_dir": str(run.run_dir),
         "method": run.config.method,
@@ -269,18 +316,28 @@ def _figures(
     metrics_csv = run.run_dir / "metrics.csv"
     if metrics_csv.is_file():
         info["curves"] = str(save_curves(metrics_csv, out / "curves.png").name)
-    if embedding != "none":
-        labels = None if evals.labels is None else evals.labels.numpy()
+    pairs = idx[: 2 * (len(idx) // 2)]
+    if pairs:
+        info["interpolations"] = save_interpolations(
+            run,
+            evals.images[pairs[0::2]],
+            evals.images[pairs[1::2]],
+            out / "interpolations.png",
+            title=f"{run.config.method}: decoded linear interpolations in mu",
+        ).name
+    methods = {"none": [], "both": ["umap", "tsne"]}.get(embedding, [embedding])
+    labels = None if evals.labels is None else evals.labels.numpy()
+    for method in methods:
         protocol = save_embedding_plot(
             eval_mu.numpy(),
             labels,
-            out / f"{embedding}.png",
-            method=embedding,
+            out / f"{method}.png",
+            method=method,
             seed=seed,
             max_points=10_000,  # the CVAE notebook fits UMAP on all 10k test mu
-            title=f"{run.config.method}: {embedding.upper()} of test mu",
+            title=f"{run.config.method}: {method.upper()} of test mu (seed {seed})",
         )
-        info[embedding] = {k: (str(v) if isinstance(v, Path) else v) for k, v in protocol.items()}
+        info[method] = {k: (str(v) if isinstance(v, Path) else v) for k, v in protocol.items()}
     return info
 
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from cvae.api import Run
 from cvae.data import ImageDataset
-from cvae.data.folder import _save_cache
+from cvae.data.cache import save_cache
 from cvae.errors import CvaeError
 from cvae.networks.classifier import DomainClassifier
 
@@ -138,7 +138,7 @@ def domain_classifier(
     cached = _load_state(path)
     if cached is None:
         _train(model, train, epochs, seed, batch_size, lr, device)
-        _save_cache(path, {k: v.cpu() for k, v in model.state_dict().items()})
+        save_cache(path, {k: v.cpu() for k, v in model.state_dict().items()})
     else:
         model.load_state_dict(cached)
     info = {
