@@ -201,12 +201,12 @@ def test_markdown_escapes_pipes_and_formats_numbers(tmp_path):
 
 def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     """Real subprocesses, two at once: an interrupted run (checkpoint after epoch 1 of 2)
-    resumes, a run with an unknown dataset fails in its child without stopping it; then a dry
+    resumes, a folder run without data_dir fails in its child without stopping it; then a dry
     run of the same sweep has nothing left to train but the failed run."""
     out = tmp_path / "sweep"
-    sets = ["data.dataset=digits,nosuch", "epochs=2", "model.channels=[8,16]"]
+    sets = ["data.dataset=digits,folder", "epochs=2", "model.channels=[8,16]"]
     sets += ["train.tensorboard=false", "train.threads=1"]
-    good, bad = out / "data.dataset=digits", out / "data.dataset=nosuch"
+    good, bad = out / "data.dataset=digits", out / "data.dataset=folder"
     job = sweep_jobs(RunConfig(), parse_grid(sets, {"epochs": "train.epochs"}))[0]
     assert job.name == good.name
     good.mkdir(parents=True)
@@ -222,20 +222,20 @@ def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     assert events[:2] == ["resume", "start"]  # both children run before either finishes
     assert sorted(events[2:]) == ["failed", "resumed"]
     assert "| data.dataset=digits | digits | resumed | 0 | 2 |" in stdout
-    assert "| data.dataset=nosuch | nosuch | failed | 2 |  |" in stdout
-    assert "- data.dataset=nosuch (exit 2): cvae: error: unknown dataset 'nosuch'" in stdout
+    assert "| data.dataset=folder | folder | failed | 2 |  |" in stdout
+    assert "- data.dataset=folder (exit 2): cvae: error: dataset 'folder' needs data_dir" in stdout
     log = (good / "train.log").read_text()
     assert log.startswith(f"$ {sys.executable} -m cvae train --resume {good} --epochs 2")
     assert "epoch 2/2" in log and "epoch 1/2" not in log  # epoch 1 was not trained again
     assert len(read_metrics(good / "metrics.csv")) == 2
-    assert "unknown dataset" in (bad / "train.log").read_text().splitlines()[-1]
+    assert "needs data_dir" in (bad / "train.log").read_text().splitlines()[-1]
     summary = (out / "summary.md").read_text()
     assert summary in stdout and "| data.dataset=digits | digits | resumed |" in summary
 
     assert main([*argv, "--dry-run"]) == 0
     stdout = capsys.readouterr().out
     assert "| data.dataset=digits | digits | skip |" in stdout
-    assert "| data.dataset=nosuch | nosuch | start |" in stdout
+    assert "| data.dataset=folder | folder | start |" in stdout
     (good / CHECKPOINT).unlink()  # outputs lost: the run starts again
     assert main([*argv, "--dry-run"]) == 0
     assert "| data.dataset=digits | digits | start |" in capsys.readouterr().out
