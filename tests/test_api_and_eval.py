@@ -82,6 +82,7 @@ def test_eval_on_digits_writes_metrics_with_protocols(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     m = metrics["metrics"]
     probes = {"logreg_paper", "logreg_standard", "knn_weighted_cosine", "knn_uniform_euclidean"}
+    probes |= {"perceptron_probe"}
     probes |= {"linear_adam"}  # linear_sgd runs only for the AAVAE family by default
     collapse = {"kl", "mutual_information_batch", "mutual_information_full", "marginal_kl"}
     collapse |= {"active_units", "recon_nll", "nll_iwae"}

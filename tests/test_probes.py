@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from cvae.evaluation.knn import knn_uniform_euclidean, knn_weighted_cosine, weighted_knn_predict
-from cvae.evaluation.probes import logistic_regression_paper, logistic_regression_standard
+from cvae.evaluation.probes import (
+    logistic_regression_paper,
+    logistic_regression_standard,
+    perceptron_probe,
+)
 
 
 def _blobs(n: int, d: int = 8, n_classes: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,6 +78,19 @@ def test_logistic_standard_blobs_and_random_labels() -> None:
     nte, nyte = _noise(1000, seed=1)
     res = logistic_regression_standard(ntr, nytr, nte, nyte)
     assert abs(res["value"] - 0.2) < 0.06
+
+
+def test_perceptron_probe_blobs_random_labels_and_determinism() -> None:
+    """The CR-VAE code's perceptron separates blobs, is at chance on noise, and is seeded."""
+    xtr, ytr = _blobs(400, seed=0)
+    xte, yte = _blobs(200, seed=1)
+    res = perceptron_probe(xtr, ytr, xte, yte, seed=3)
+    assert res["value"] >= 0.99 and res["protocol"]["random_state"] == 3
+    assert res["protocol"]["classifier"].endswith("(loss='perceptron')")
+    assert perceptron_probe(xtr, ytr, xte, yte, seed=3)["value"] == res["value"]
+    ntr, nytr = _noise(800, seed=0)
+    nte, nyte = _noise(1000, seed=1)
+    assert abs(perceptron_probe(ntr, nytr, nte, nyte)["value"] - 0.2) < 0.06
 
 
 def test_logistic_records_non_convergence_without_warning() -> None:

@@ -29,7 +29,11 @@ from cvae.evaluation.plots import (
     save_kl_per_dim,
     save_similarity_matrix,
 )
-from cvae.evaluation.probes import logistic_regression_paper, logistic_regression_standard
+from cvae.evaluation.probes import (
+    logistic_regression_paper,
+    logistic_regression_standard,
+    perceptron_probe,
+)
 from cvae.evaluation.views import view_cosine_similarity
 from cvae.training.trainer import data_from_config
 
@@ -208,6 +212,7 @@ def _probes(
     out = {
         "logreg_paper": _timed(logistic_regression_paper, ev_x, ev_y),
         "logreg_standard": _timed(logistic_regression_standard, tr_x, tr_y, ev_x, ev_y),
+        "perceptron_probe": _timed(perceptron_probe, tr_x, tr_y, ev_x, ev_y),
         "knn_weighted_cosine": _timed(
             knn_weighted_cosine,
             train_mu,
@@ -222,7 +227,8 @@ def _probes(
         ),
     }
     out["logreg_paper"]["protocol"]["split"] = f"80/20 inside the {eval_name} split"
-    out["logreg_standard"]["protocol"]["split"] = f"fit on train split, score on {eval_name} split"
+    for name in ("logreg_standard", "perceptron_probe"):
+        out[name]["protocol"]["split"] = f"fit on train split, score on {eval_name} split"
     for name in ("knn_weighted_cosine", "knn_uniform_euclidean"):
         out[name]["protocol"]["split"] = f"bank: train split; queries: {eval_name} split"
     return out

@@ -151,3 +151,48 @@ def logistic_regression_standard(
         **_classifier_protocol(max_iter, converged, int(np.max(clf.n_iter_))),
     }
     return {"value": acc, "protocol": protocol}
+
+
+def perceptron_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    seed: int = 0,
+    feature_name: str = "mu",
+) -> dict[str, Any]:
+    """The CR-VAE code's linear probe (spec 5.5, secondary): sklearn
+    ``SGDClassifier(loss='perceptron')`` with its defaults (L2 alpha 1e-4, max_iter 1000,
+    tol 1e-3), fit on train features, scored on test features, no standardisation."""
+    from sklearn.linear_model import SGDClassifier
+
+    x_tr = _as_2d_features(train_x, "train_x")
+    y_tr = _as_labels(train_y, x_tr.shape[0], "train_y")
+    x_te = _as_2d_features(test_x, "test_x")
+    y_te = _as_labels(test_y, x_te.shape[0], "test_y")
+    clf = SGDClassifier(loss="perceptron", random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=ConvergenceWarning)
+        clf.fit(x_tr, y_tr)
+    protocol = {
+        **probe_protocol(
+            "perceptron_probe",
+            "fit on train set, score on test set",
+            x_tr.shape[0],
+            x_te.shape[0],
+            x_tr.shape[1],
+            feature_name,
+        ),
+        "classifier": "sklearn.linear_model.SGDClassifier(loss='perceptron')",
+        "penalty": "l2",
+        "alpha": 1e-4,
+        "max_iter": 1000,
+        "tol": 1e-3,
+        "random_state": seed,
+        "standardize": False,
+        "n_iter": int(clf.n_iter_),
+        "reference": "CR-VAE code utils.py:320-381 (spec 5.5)",
+        "sklearn_version": sklearn.__version__,
+    }
+    return {"value": float(clf.score(x_te, y_te)), "protocol": protocol}
