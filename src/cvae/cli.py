@@ -153,7 +153,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--iwae-k", type=int, default=100, help="IWAE samples per image (0: skip)")
     p.add_argument(
-        "--iwae-n", type=int, default=2000, help="test images for IWAE (random subset; 0: all)"
+        "--iwae-n", type=int, default=500, help="test images for IWAE (random subset; 0: all)"
     )
     p.add_argument(
         "--linear-epochs", type=int, default=200, help="epochs of the Adam linear probe (CR-VAE)"

@@ -53,7 +53,7 @@ def evaluate(
     data: DataSplits | None = None,
     mi_batch: int = 256,
     iwae_k: int = 100,
-    iwae_n: int = 2000,
+    iwae_n: int = 500,
     linear_epochs: int = 200,
     run_linear_sgd: bool | None = None,
     linear_sgd_epochs: int = 90,
