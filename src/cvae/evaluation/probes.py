@@ -40,6 +40,19 @@ def _as_labels(y: Any, n: int, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _train_test(
+    train_x: Any, train_y: Any, test_x: Any, test_y: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validated ``(x_tr, y_tr, x_te, y_te)`` for a probe fit on train and scored on test."""
+    x_tr = _as_2d_features(train_x, "train_x")
+    y_tr = _as_labels(train_y, x_tr.shape[0], "train_y")
+    x_te = _as_2d_features(test_x, "test_x")
+    y_te = _as_labels(test_y, x_te.shape[0], "test_y")
+    if x_tr.shape[1] != x_te.shape[1]:
+        raise ValueError(f"feature dims differ: train {x_tr.shape[1]}, test {x_te.shape[1]}")
+    return x_tr, y_tr, x_te, y_te
+
+
 def _fit_logistic(x: np.ndarray, y: np.ndarray, max_iter: int) -> tuple[LogisticRegression, bool]:
     """Fit the paper's classifier; return it and whether lbfgs converged."""
     if np.unique(y).size < 2:
@@ -131,12 +144,7 @@ def logistic_regression_standard(
     Returns:
         ``{"value": test accuracy, "protocol": {...}}``.
     """
-    x_tr = _as_2d_features(train_x, "train_x")
-    y_tr = _as_labels(train_y, x_tr.shape[0], "train_y")
-    x_te = _as_2d_features(test_x, "test_x")
-    y_te = _as_labels(test_y, x_te.shape[0], "test_y")
-    if x_tr.shape[1] != x_te.shape[1]:
-        raise ValueError(f"feature dims differ: train {x_tr.shape[1]}, test {x_te.shape[1]}")
+    x_tr, y_tr, x_te, y_te = _train_test(train_x, train_y, test_x, test_y)
     clf, converged = _fit_logistic(x_tr, y_tr, max_iter)
     acc = float(clf.score(x_te, y_te))
     protocol = {
@@ -167,10 +175,7 @@ def perceptron_probe(
     tol 1e-3), fit on train features, scored on test features, no standardisation."""
     from sklearn.linear_model import SGDClassifier
 
-    x_tr = _as_2d_features(train_x, "train_x")
-    y_tr = _as_labels(train_y, x_tr.shape[0], "train_y")
-    x_te = _as_2d_features(test_x, "test_x")
-    y_te = _as_labels(test_y, x_te.shape[0], "test_y")
+    x_tr, y_tr, x_te, y_te = _train_test(train_x, train_y, test_x, test_y)
     clf = SGDClassifier(loss="perceptron", random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=ConvergenceWarning)
