@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from cvae.config import RunConfig, from_plain, resolve
+from cvae.config import RunConfig, from_plain
 from cvae.data.base import from_float, to_float
 from cvae.errors import CvaeError
-from cvae.methods import Method, build_method
+from cvae.methods import Method, build_method, resolve
 from cvae.networks import VAE
 from cvae.training.checkpoint import load_checkpoint
 from cvae.training.trainer import CHECKPOINT, resolve_device

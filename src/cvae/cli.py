@@ -22,8 +22,8 @@ TRAIN_FLAGS = {
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "train.lr",
-    "beta": "loss.beta",
-    "lam": "loss.contrastive_weight",
+    "beta": "loss.terms.kl.weight",
+    "lam": "loss.terms.ntxent.weight",
     "latent_dim": "model.latent_dim",
     "device": "train.device",
     "threads": "train.threads",
@@ -203,7 +203,9 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
         cfg.train.progress = False
     for key, raw in C.parse_overrides(args.set).items():
         C.set_value(cfg, key, raw)
-    return C.validate(cfg)
+    from cvae.methods import check_config
+
+    return check_config(cfg)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

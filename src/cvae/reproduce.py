@@ -27,6 +27,7 @@ from cvae.data.download import default_data_root
 from cvae.errors import ConfigError
 from cvae.evaluation.compare import DIFFERS, NOISE_SIGMAS, REPRODUCED, compare
 from cvae.evaluation.paper_numbers import PaperNumber, paper_number
+from cvae.methods import check_config
 from cvae.training.sweep import SweepJob, run_jobs, run_name
 
 BUDGETS = ("quick", "medium", "paper")
@@ -99,13 +100,13 @@ _CVAE_FID = ("fid_inception", "fid_domain")
 def _cvae_rows() -> tuple[Row, ...]:
     rows = [
         Row("Table 1", f"{ds} {m}", f"{m.lower()}-{ds}-paper", ("logreg_paper",),
-            {"loss.beta": beta}, code_preset=f"{m.lower()}-{ds}-code")
+            {"loss.terms.kl.weight": beta}, code_preset=f"{m.lower()}-{ds}-code")
         for ds, m, beta in [("mnist", "VAE", 1e-3), ("mnist", "CVAE", 1e-3),
                             ("cifar10", "VAE", 1e-3), ("cifar10", "CVAE", 1e-2)]
     ]  # fmt: skip
     rows += [
         Row("Table 2", f"{m}, beta={beta:g}", f"{m.lower()}-mnist-paper", _CVAE_FID,
-            {"loss.beta": beta})
+            {"loss.terms.kl.weight": beta})
         for m in ("VAE", "CVAE") for beta in (1e-3, 1e-5, 1e-8)
     ]  # fmt: skip
     return tuple(rows)
@@ -119,11 +120,11 @@ def _btvae_rows() -> tuple[Row, ...]:
             code = f"btvae-{ds}-code" if lam == 2.5e-4 and ds != "celeba" else None
             rows.append(
                 Row("Table 1", label, f"btvae-{ds}", ("fid_inception", "fid_domain"),
-                    {"loss.barlow_weight": lam}, code_preset=code)
+                    {"loss.terms.barlow.weight": lam}, code_preset=code)
             )  # fmt: skip
     rows.append(
         Row("Fig. 3 (2-D latent)", "mnist BTVAE, d=2", "btvae-mnist", ("knn_weighted_cosine",),
-            {"model.latent_dim": 2, "loss.barlow_weight": 0.025}, max_seeds=1)
+            {"model.latent_dim": 2, "loss.terms.barlow.weight": 0.025}, max_seeds=1)
     )  # fmt: skip
     return tuple(rows)
 
@@ -149,7 +150,7 @@ def _crvae_rows() -> tuple[Row, ...]:
                         code_preset=code))  # fmt: skip
     rows += [
         Row("Fig. 4 (MI vs gamma, MNIST)", f"CR-VAE, gamma={g:g}", "crvae-mnist",
-            ("mutual_information_batch",), {"loss.infonce_weight": g}, max_seeds=1)
+            ("mutual_information_batch",), {"loss.terms.infonce.weight": g}, max_seeds=1)
         for g in (0.0, 0.2, 0.4, 0.6, 0.8)
     ]  # fmt: skip
     return tuple(rows)
@@ -161,11 +162,11 @@ def _aavae_rows() -> tuple[Row, ...]:
         for m, stem in (("AE", "ae"), ("VAE", "vae-aavae"), ("AAAE", "aaae"), ("AAVAE", "aavae"))
     ]
     rows.append(Row("Table 1", "cifar10 VAE, beta=0.1 (code default)", "vae-aavae-cifar10",
-                    ("linear_sgd",), {"loss.beta": 0.1}))  # fmt: skip
+                    ("linear_sgd",), {"loss.terms.kl.weight": 0.1}))  # fmt: skip
     rows += [
         Row("Fig. 3 (beta ablation, CIFAR-10)", f"AAVAE + beta={b:g} KL", "aavae-cifar10",
-            ("linear_sgd", "view_cosine_within", "view_cosine_between"), {"loss.beta": b},
-            max_seeds=1)
+            ("linear_sgd", "view_cosine_within", "view_cosine_between"),
+            {"loss.terms.kl.weight": b}, max_seeds=1)
         for b in (1e-3, 1e-2, 0.1, 1.0, 10.0)
     ]  # fmt: skip
     return tuple(rows)
@@ -316,7 +317,7 @@ def _job(
     try:
         for key, value in {**named, **shared}.items():
             C.set_value(cfg, key, value)
-        C.validate(cfg)
+        check_config(cfg)
     except ConfigError as err:
         error = str(err)
     name = f"{preset},{run_name(named)}"

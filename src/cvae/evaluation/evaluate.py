@@ -272,7 +272,7 @@ def _collapse(
         out["marginal_kl"] = marginal_kl(out["kl"], mi_b, mi_f)
     out["active_units"] = _timed(active_units, mu)
     x = run.to_input(evals.images)
-    recon = "bce" if run.config.loss.reconstruction == "bce" else "mse"
+    recon = "bce" if run.config.loss.terms.recon.likelihood == "bce" else "mse"
     out["recon_nll"] = _timed(recon_nll, run.model, x, loss=recon, seed=seed)
     learned = getattr(dict(run.method.terms).get("recon"), "log_scale", None)
     likelihood = run_likelihood(

@@ -111,7 +111,7 @@ def _cvae_tables() -> list[PaperNumber]:
                 metric="logreg_paper",
                 text=f"{text}%",
                 presets=(preset,),
-                conditions={"model.latent_dim": dim, "loss.beta": beta},
+                conditions={"model.latent_dim": dim, "loss.terms.kl.weight": beta},
                 unit="accuracy",
             )
         )
@@ -129,7 +129,7 @@ def _cvae_tables() -> list[PaperNumber]:
                     metric="fid_inception",
                     text=text,
                     presets=(f"{model.lower()}-mnist",),
-                    conditions={"model.latent_dim": 10, "loss.beta": beta},
+                    conditions={"model.latent_dim": 10, "loss.terms.kl.weight": beta},
                     unit="FID",
                     caveat="the paper's FID compares fakes in [0,1] with reals in [-1,1] "
                     "(spec 3.5), which inflates it",
@@ -160,7 +160,7 @@ def _btvae_table() -> list[PaperNumber]:
                     metric="fid_inception",
                     text=text,
                     presets=(f"btvae-{dataset}",),  # the VAE row: a BTVAE preset with lambda 0
-                    conditions={"model.latent_dim": 128, "loss.barlow_weight": lam},
+                    conditions={"model.latent_dim": 128, "loss.terms.barlow.weight": lam},
                     unit="FID",
                     tolerance=0.1 * float(text),
                     protocol={"dims": 64},
@@ -299,7 +299,8 @@ def candidates(config: RunConfig | Mapping[str, Any], metric: str) -> list[Paper
 
 
 def condition_mismatches(config: RunConfig | Mapping[str, Any], entry: PaperNumber) -> list[str]:
-    """``["loss.beta=1e-05 (paper 0.001)", ...]`` for each condition the run does not meet."""
+    """``["loss.terms.kl.weight=1e-05 (paper 0.001)", ...]``: each condition the run does not
+    meet."""
     cfg = _config_dict(config)
     wanted = {"data.dataset": entry.dataset, **entry.conditions}
     return [
@@ -314,8 +315,8 @@ def paper_number(config: RunConfig | Mapping[str, Any], metric: str) -> PaperNum
 
     ``config`` is a :class:`RunConfig` or its dict (``config.yaml``). A run matches when its
     preset is one the entry names (plus ``-paper``/``-code``) and every condition (dataset,
-    latent dim, beta, lambda, ...) holds; e.g. ``cvae-mnist-paper`` with ``loss.beta=1e-5``
-    matches CVAE Table 2's mid-beta FID but no Table 1 entry.
+    latent dim, beta, lambda, ...) holds; e.g. ``cvae-mnist-paper`` with
+    ``loss.terms.kl.weight=1e-5`` matches CVAE Table 2's mid-beta FID but no Table 1 entry.
     """
     for entry in candidates(config, metric):
         if not condition_mismatches(config, entry):

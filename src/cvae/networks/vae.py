@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cvae.config import ModelConfig
+from cvae.config import Activation, ModelConfig
 from cvae.errors import ConfigError
 from cvae.networks.conv import ProjectionHead
 
@@ -30,7 +30,7 @@ class VAE(nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         latent_dim: int,
-        output_activation: str = "sigmoid",
+        output_activation: Activation = "sigmoid",
         head: nn.Module | None = None,
         deterministic: bool = False,
     ) -> None:
@@ -73,7 +73,7 @@ class VAE(nn.Module):
 def build_model(
     cfg: ModelConfig,
     image_shape: tuple[int, int, int],
-    output_activation: str,
+    output_activation: Activation,
     with_head: bool,
 ) -> VAE:
     """The VAE of ``cfg.arch`` for ``image_shape = (C, H, W)`` (square images)."""

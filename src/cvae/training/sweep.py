@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
@@ -25,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 import cvae
 from cvae import config as C
 from cvae.config import RunConfig
 from cvae.errors import ConfigError, CvaeError
+from cvae.methods import check_config
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
 
@@ -163,8 +161,8 @@ def sweep_jobs(
         try:
             for key, value in point.items():
                 C.set_value(cfg, key, value)
-                shown[key] = functools.reduce(getattr, key.split("."), cfg)
-            C.validate(cfg)
+                shown[key] = C.get_value(cfg, key)
+            check_config(cfg)
         except ConfigError as err:
             error = str(err)
         jobs.append(SweepJob(names(shown), shown, None if error else cfg, error))
@@ -222,8 +220,8 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
         if (run_dir / CHECKPOINT).exists():
             raise CvaeError(f"{run_dir} holds a run this sweep did not start; use another --out")
         return
-    old = _flat(yaml.safe_load(request.read_text()))
-    new = _flat(cfg.to_dict())
+    old = C.flatten(C.load_yaml(request))
+    new = C.flatten(cfg.to_dict())
     changed = [k for k in new if k not in CHANGEABLE and old.get(k) != new[k]]
     if changed:
         key = changed[0]
@@ -231,17 +229,6 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
             f"{run_dir} holds a run with {key}={old.get(key)!r}, not {new[key]!r}; "
             "use another --out or delete that run"
         )
-
-
-def _flat(data: dict[str, Any]) -> dict[str, Any]:
-    """``{train: {lr: 1}}`` -> ``{"train.lr": 1}``; mapping fields (``loss.schedules``) stay."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------------- running

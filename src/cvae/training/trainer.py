@@ -22,10 +22,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from cvae.config import RunConfig, TrainConfig, resolve, save_yaml
+from cvae.config import RunConfig, TrainConfig, save_yaml
 from cvae.data import DataSplits, load_data
 from cvae.errors import CvaeError, TrainingDiverged
-from cvae.methods import Method, build_method
+from cvae.methods import Method, build_method, resolve
 from cvae.methods.base import Shard
 from cvae.training import distributed
 from cvae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -258,7 +258,6 @@ def train_step(
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
     optimizer.step()
-    method.after_step()
     return out
 
 

@@ -1,0 +1,81 @@
+"""From a config as written to the config a run uses: the registry checks (method, dataset,
+term combinations) and the resolution of every ``auto``/null value by the method's defaults and
+the image shape. The resolved config is what a run directory stores, so a run never depends on
+defaults."""
+
+from __future__ import annotations
+
+from cvae.config import TERM_NAMES, RunConfig, TermName, from_plain, validate
+from cvae.data import DATASETS
+from cvae.errors import ConfigError
+from cvae.methods.specs import METHODS, MethodSpec
+from cvae.methods.terms import TERMS
+
+
+def check_config(cfg: RunConfig) -> RunConfig:
+    """:func:`cvae.config.validate` plus the names the registries must know; returns ``cfg``."""
+    validate(cfg)
+    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown method '{cfg.method}'; choose from {', '.join(METHODS)}")
+    if cfg.data.dataset not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset '{cfg.data.dataset}'; choose from {', '.join(DATASETS)}"
+        )
+    return cfg
+
+
+def resolve(cfg: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
+    """A checked copy of ``cfg`` with every ``auto``/null value replaced by its concrete choice
+    for images of ``image_shape = (C, H, W)``."""
+    cfg = from_plain(check_config(cfg).to_dict())
+    _method_defaults(cfg, METHODS[cfg.method])
+    _shape_defaults(cfg, image_shape[0])
+    _check_combinations(cfg)
+    return cfg
+
+
+def active_terms(cfg: RunConfig) -> list[TermName]:
+    """Terms to build: a non-zero base weight, or a non-zero weight in any stage."""
+    staged = {name for stage in cfg.loss.stages for name, w in stage.weights.items() if w}
+    return [n for n in TERM_NAMES if (cfg.loss.terms[n].weight or 0.0) != 0.0 or n in staged]
+
+
+def num_views(cfg: RunConfig) -> int:
+    """Views the base weights need: two when any term with a non-zero weight compares views."""
+    weighted = [n for n in TERM_NAMES if (cfg.loss.terms[n].weight or 0.0) != 0.0]
+    return max([1] + [TERMS[n].views for n in weighted])
+
+
+def _method_defaults(cfg: RunConfig, spec: MethodSpec) -> None:
+    for name in TERM_NAMES:  # terms a method does not name are off
+        term = cfg.loss.terms[name]
+        if term.weight is None:
+            term.weight = spec.weights.get(name, 0.0)
+    recon = cfg.loss.terms.recon
+    if recon.target == "auto":
+        recon.target = spec.recon_target
+    if cfg.model.deterministic is None:
+        cfg.model.deterministic = spec.deterministic
+    if cfg.data.augment == "auto" and spec.augment is not None:
+        cfg.data.augment = spec.augment
+
+
+def _shape_defaults(cfg: RunConfig, channels: int) -> None:
+    if cfg.model.channels is None and cfg.model.arch == "conv":
+        cfg.model.channels = [8, 16, 32]
+    if cfg.data.value_range == "auto":
+        cfg.data.value_range = "pm1" if channels == 3 else "01"
+    if cfg.model.output_activation == "auto":
+        cfg.model.output_activation = "sigmoid" if cfg.data.value_range == "01" else "tanh"
+    if cfg.data.augment == "auto":
+        multi_view = num_views(cfg) > 1 or cfg.loss.terms.recon.target == "clean"
+        views = "cvae-cifar" if channels == 3 else "cvae-mnist"
+        cfg.data.augment = views if multi_view else "none"
+
+
+def _check_combinations(cfg: RunConfig) -> None:
+    if cfg.loss.terms.recon.likelihood == "bce" and cfg.model.output_activation != "sigmoid":
+        raise ConfigError("loss.terms.recon.likelihood=bce needs model.output_activation=sigmoid")
+    heads = [n for n in active_terms(cfg) if TERMS[n].needs_head]
+    if heads and not cfg.model.projection:
+        raise ConfigError(f"loss.terms.{heads[0]} needs a projection head; model.projection=[]")
