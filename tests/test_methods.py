@@ -13,7 +13,7 @@ def make(method: str, shape=(1, 28, 28), **loss):
     by term name, shared loss options by name."""
     cfg = RunConfig(method=method)
     for k, v in loss.items():
-        for key, value in (v.items() if isinstance(v, dict) else [("", v)]):
+        for key, value in v.items() if isinstance(v, dict) else [("", v)]:
             set_value(cfg, f"loss.terms.{k}.{key}" if key else f"loss.{k}", value)
     return build_method(resolve(cfg, shape), shape)
 
