@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from cvae.config import RunConfig, from_plain
+from cvae.config import RunConfig, ValueRange, from_plain
 from cvae.data.base import from_float, to_float
 from cvae.errors import CvaeError
 from cvae.methods import Method, build_method, resolve
@@ -37,12 +37,12 @@ class Run:
         return self.method.model
 
     @property
-    def value_range(self) -> str:
-        return self.config.data.value_range
+    def value_range(self) -> ValueRange:
+        return self.method.value_range
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in the value range; float tensors are passed through."""
-        x = to_float(images, self.value_range) if images.dtype == torch.uint8 else images.float()  # type: ignore[arg-type]
+        x = to_float(images, self.value_range) if images.dtype == torch.uint8 else images.float()
         if x.ndim == 3:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != self.image_shape:
@@ -53,7 +53,7 @@ class Run:
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Model-range images -> [0, 1] (for plotting and FID)."""
-        return from_float(x, self.value_range)  # type: ignore[arg-type]
+        return from_float(x, self.value_range)
 
     @torch.no_grad()
     def encode(
@@ -72,12 +72,11 @@ class Run:
         for encoders that expose ``features(x)``, e.g. the AAVAE ResNet)."""
         if which == "mu":
             return self.encode(images, batch_size)[0]
-        if not hasattr(self.model.encoder, "features"):
+        features = getattr(self.model.encoder, "features", None)
+        if features is None:
             raise CvaeError(f"the {self.config.model.arch} encoder exposes no 'h' features")
         x = self.to_input(images)
-        parts = [
-            self.model.encoder.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
-        ]
+        parts = [features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return torch.cat(parts)
 
     @torch.no_grad()
@@ -120,9 +119,10 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
         raise CvaeError(f"{run_dir}: run directory not found")
     dev = resolve_device(device)
     ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
-    shape = tuple(ckpt["image_shape"])
-    cfg = resolve(from_plain(ckpt["config"]), shape)  # type: ignore[arg-type]
-    method = build_method(cfg, shape).to(dev)  # type: ignore[arg-type]
+    c, h, w = (int(n) for n in ckpt["image_shape"])
+    shape = (c, h, w)
+    cfg = resolve(from_plain(ckpt["config"]), shape)
+    method = build_method(cfg, shape).to(dev)
     method.load_state_dict(ckpt["method"])
     method.eval()
-    return Run(run_dir, cfg, method, shape, ckpt["epoch"], dev)  # type: ignore[arg-type]
+    return Run(run_dir, cfg, method, shape, ckpt["epoch"], dev)

@@ -4,7 +4,6 @@ flattening a nested mapping into dotted keys along the schema's sections."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -15,11 +14,14 @@ from cvae.config.schema import RunConfig
 from cvae.errors import ConfigError
 
 _NULLS = ("", "null", "none", "~")
+_HINTS: dict[type, dict[str, Any]] = {}
 
 
-@functools.cache
 def type_hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
+    """``cls``'s field types, evaluated once."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def set_value(cfg: RunConfig, key: str, value: Any) -> None:

@@ -36,8 +36,8 @@ def build_method(cfg: RunConfig, image_shape: tuple[int, int, int]) -> Method:
     active = active_terms(cfg)
     needs_head = any(TERMS[name].needs_head for name in active)
     model = build_model(cfg.model, image_shape, activation, needs_head)
-    terms: dict[str, Term] = {n: build_term(n, cfg.loss, model, cfg.train.seed) for n in active}
-    base: dict[str, float] = {name: cfg.loss.terms[name].weight or 0.0 for name in active}
+    terms = {name: build_term(name, cfg.loss, model, cfg.train.seed) for name in active}
+    base = {name: cfg.loss.terms[name].weight or 0.0 for name in active}
     plan = WeightPlan(base, cfg.loss.schedules, cfg.loss.stages)
     augment = None if cfg.data.augment == "none" else build_augment(cfg.data.augment)
     views = max([1] + [TERMS[name].views for name in active])

@@ -8,6 +8,7 @@ the weights, so any term can be switched on or off for any method from the confi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import cast
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from cvae.augmentations import BatchAugment
 from cvae.augmentations.pipeline import AugmentParams
-from cvae.config import ValueRange
+from cvae.config import TermName, ValueRange
 from cvae.data.base import to_float
 from cvae.methods.schedules import WeightPlan
 from cvae.networks.vae import VAE
@@ -152,7 +153,7 @@ class Method(nn.Module):
     def __init__(
         self,
         model: VAE,
-        terms: dict[str, Term],
+        terms: Mapping[TermName, Term],
         plan: WeightPlan,
         num_views: int,
         value_range: ValueRange,
@@ -160,7 +161,8 @@ class Method(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.terms = nn.ModuleDict(terms)
+        self.terms = nn.ModuleDict({name: term for name, term in terms.items()})
+        self.term_names = list(terms)
         self.plan, self.num_views, self.value_range, self.augment = (
             plan,
             num_views,
@@ -170,10 +172,10 @@ class Method(nn.Module):
         self.epoch_progress = 0.0  # fractional epoch, set by the trainer (drives schedules)
 
     @property
-    def weights(self) -> dict[str, float]:
+    def weights(self) -> dict[TermName, float]:
         """Effective weight of every built term at the current point of training."""
         plan = self.plan.weights(self.epoch_progress)
-        return {name: plan.get(name, 0.0) for name in self.terms}
+        return {name: plan.get(name, 0.0) for name in self.term_names}
 
     def _range(self, x01: torch.Tensor) -> torch.Tensor:
         return x01 if self.value_range == "01" else x01 * 2.0 - 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from cvae.config import Stage, schedule_spec
+from cvae.config import Stage, TermName, schedule_spec
 
 Schedule = Callable[[float], float]
 
@@ -31,13 +31,16 @@ class WeightPlan:
     stage's weights (if stages are given), times each term's schedule."""
 
     def __init__(
-        self, base: Mapping[str, float], schedules: Mapping[str, str], stages: Sequence[Stage]
+        self,
+        base: Mapping[TermName, float],
+        schedules: Mapping[TermName, str],
+        stages: Sequence[Stage],
     ) -> None:
         self.base = dict(base)
         self.schedules = {term: parse_schedule(text) for term, text in schedules.items()}
         self.stages = list(stages)
 
-    def weights(self, t: float) -> dict[str, float]:
+    def weights(self, t: float) -> dict[TermName, float]:
         weights = dict(self.base)
         start = 0
         for stage in self.stages:

@@ -42,10 +42,12 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, C, H, W] -> (mu, logvar)``, each ``[B, d]``."""
-        return self.encoder(x)
+        mu, logvar = self.encoder(x)
+        return mu, logvar
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        out: torch.Tensor = self.decoder(z)
+        return out
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Decoder logits -> images in the data's value range."""
