@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, get_args
 
-from cvae.config.schema import RunConfig, bound_of
+from cvae.config.schema import Bound, RunConfig, bound_of
 from cvae.config.values import flatten, set_value, type_hints
 from cvae.errors import ConfigError
 
@@ -71,13 +71,25 @@ def _check_bound(key: str, value: Any, f: dataclasses.Field[Any], optional: bool
     bound = bound_of(f)
     if bound is None or value is None:
         return
-    items = value if isinstance(value, list) else [value]
-    if f.metadata.get("nonempty") and not items:
-        raise ConfigError(f"{key} must not be empty")
-    if not all(bound.holds(x) for x in items):
-        each = "each entry of " if isinstance(value, list) else ""
+    if isinstance(value, list):
+        _check_list_bound(key, value, bound, nonempty=bool(f.metadata.get("nonempty")))
+    elif not bound.holds(value):
         null = " or null" if optional else ""
-        raise ConfigError(f"{each}{key} must be {bound}{null}, got {value}")
+        raise ConfigError(f"{key} must be {bound}{null}, got {value}")
+
+
+def _check_list_bound(key: str, value: list[float], bound: Bound, nonempty: bool) -> None:
+    if nonempty and not value:
+        raise ConfigError(f"{key} must not be empty")
+    if not all(bound.holds(x) for x in value):
+        raise ConfigError(f"each entry of {key} must be {bound}, got {value}")
+
+
+_SCHEDULE_ARGS: dict[ScheduleKind, Callable[[tuple[float, ...]], bool]] = {
+    "constant": lambda args: not args,
+    "linear": lambda args: len(args) == 1 and args[0] > 0,  # epochs
+    "cyclical": lambda args: len(args) == 2 and args[0] > 0 and 0 < args[1] <= 1,  # period, ratio
+}
 
 
 def schedule_spec(text: str, key: str = "schedule") -> tuple[ScheduleKind, tuple[float, ...]]:
@@ -88,12 +100,9 @@ def schedule_spec(text: str, key: str = "schedule") -> tuple[ScheduleKind, tuple
         values = tuple(float(a) for a in args)
     except ValueError:
         raise ConfigError(f"{key} '{text}': arguments must be numbers") from None
-    if kind == "constant" and not values:
-        return "constant", values
-    if kind == "linear" and len(values) == 1 and values[0] > 0:
-        return "linear", values
-    if kind == "cyclical" and len(values) == 2 and values[0] > 0 and 0 < values[1] <= 1:
-        return "cyclical", values
+    for name, valid in _SCHEDULE_ARGS.items():
+        if kind == name and valid(values):
+            return name, values
     raise ConfigError(
         f"{key} '{text}' is not one of constant, linear:EPOCHS, cyclical:PERIOD:RATIO"
     )

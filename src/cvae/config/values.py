@@ -77,9 +77,7 @@ def flatten(data: Mapping[str, Any], cls: type = RunConfig, prefix: str = "") ->
 def coerce(key: str, value: Any, hint: Any) -> Any:
     """``value`` (YAML or a ``--set`` string) as the annotated type: int -> float is fine,
     str -> int is not, a ``Literal`` takes one of its values, ``X | None`` takes null."""
-    args = get_args(hint)
-    optional = type(None) in args
-    target = next(a for a in args if a is not type(None)) if optional else hint
+    target, optional = _optional(hint)
     if isinstance(value, str) and not _is_text(target):
         value = None if optional and value.lower() in _NULLS else _parse(key, value)
     if value is None:
@@ -87,6 +85,14 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
             return None
         raise ConfigError(f"{key} cannot be null")
     return _coerce_to(key, value, target)
+
+
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> ``(X, True)``; any other type -> ``(type, False)``."""
+    args = get_args(hint)
+    if type(None) not in args:
+        return hint, False
+    return next(a for a in args if a is not type(None)), True
 
 
 def _is_text(target: Any) -> bool:
@@ -145,14 +151,19 @@ def _record(key: str, value: Any, cls: Any) -> Any:
         value = dataclasses.asdict(value)
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key} expects a mapping, got {value!r}")
+    _check_record_keys(key, value, cls)
     hints = type_hints(cls)
-    unknown = [k for k in value if k not in hints]
+    return cls(**{k: coerce(f"{key}.{k}", v, hints[k]) for k, v in value.items()})
+
+
+def _check_record_keys(key: str, value: Mapping[str, Any], cls: Any) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in value if k not in names]
     if unknown:
-        raise ConfigError(f"{key}: unknown key {unknown[0]!r}; keys: {', '.join(hints)}")
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in value and _required(f)]
+        raise ConfigError(f"{key}: unknown key {unknown[0]!r}; keys: {', '.join(names)}")
+    missing = [f.name for f in dataclasses.fields(cls) if _required(f) and f.name not in value]
     if missing:
         raise ConfigError(f"{key} needs {missing[0]}")
-    return cls(**{k: coerce(f"{key}.{k}", v, hints[k]) for k, v in value.items()})
 
 
 def _required(f: dataclasses.Field[Any]) -> bool:

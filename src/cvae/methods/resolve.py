@@ -68,9 +68,14 @@ def _shape_defaults(cfg: RunConfig, channels: int) -> None:
     if cfg.model.output_activation == "auto":
         cfg.model.output_activation = "sigmoid" if cfg.data.value_range == "01" else "tanh"
     if cfg.data.augment == "auto":
-        multi_view = num_views(cfg) > 1 or cfg.loss.terms.recon.target == "clean"
-        views = "cvae-cifar" if channels == 3 else "cvae-mnist"
-        cfg.data.augment = views if multi_view else "none"
+        cfg.data.augment = _default_views(cfg, channels)
+
+
+def _default_views(cfg: RunConfig, channels: int) -> str:
+    """No augmentation for one clean view, else the CVAE paper's MNIST / CIFAR views."""
+    if num_views(cfg) == 1 and cfg.loss.terms.recon.target != "clean":
+        return "none"
+    return "cvae-cifar" if channels == 3 else "cvae-mnist"
 
 
 def _check_combinations(cfg: RunConfig) -> None:
