@@ -131,7 +131,7 @@ def _cell(run: dict[str, Any], metric: str) -> dict[str, Any]:
     ours = measure(run["data"], metric)
     found = candidates(run["config"], metric)
     matching = [e for e in found if not condition_mismatches(run["config"], e)]
-    entry = (matching or found or [None])[0]
+    entry = next(iter(matching or found), None)
     verdict = None
     if entry is not None:
         ours.reason = None  # the cell shows why a value is missing
@@ -189,7 +189,10 @@ def metrics_table(result: Mapping[str, Any]) -> rp.Table:
     """Rows = metrics, columns = runs."""
     names = [r["name"] for r in result["runs"]]
     rows = [
-        (rp.inline(metric), *(_cell_spans(cells[n]) if n in cells else rp.inline("—") for n in names))
+        (
+            rp.inline(metric),
+            *(_cell_spans(cells[n]) if n in cells else rp.inline("—") for n in names),
+        )
         for metric, cells in result["table"].items()
     ]
     return rp.Table(("metric", *names), tuple(rows))
@@ -267,14 +270,18 @@ def _report(result: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> rp.
     run_rows = [[r["name"], *(str(f(r)) for _, f in RUN_COLUMNS)] for r in result["runs"]]
     sections = [
         rp.Section(tables=[metrics_table(result)]),
-        rp.Section("Runs", tables=[rp.Table.of_text(["run", *(c for c, _ in RUN_COLUMNS)], run_rows)]),
+        rp.Section(
+            "Runs", tables=[rp.Table.of_text(["run", *(c for c, _ in RUN_COLUMNS)], run_rows)]
+        ),
     ]
     sources = _sources(result)
     if sources:
         sections.append(rp.Section("Paper numbers", items=[rp.inline(s) for s in sources]))
     sections.append(rp.Section("Protocols"))
     sections += [
-        rp.Section(metric, 3, items=[rp.inline(f"{who}: ", rp.Span(text, "code")) for who, text in groups])
+        rp.Section(
+            metric, 3, items=[rp.inline(f"{who}: ", rp.Span(text, "code")) for who, text in groups]
+        )
         for metric, groups in _protocols(result).items()
     ]
     if result["notes"]:
@@ -283,5 +290,7 @@ def _report(result: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> rp.
     for run in runs:
         figures = _figures(run)
         missing = rp.inline("no figures (run ", rp.Span("cvae eval", "code"), " to draw them)")
-        sections.append(rp.Section(run["name"], 3, text=() if figures else missing, figures=figures))
+        sections.append(
+            rp.Section(run["name"], 3, text=() if figures else missing, figures=figures)
+        )
     return rp.Report(result["title"], sections=sections)

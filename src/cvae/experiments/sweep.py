@@ -75,14 +75,16 @@ class SweepRun:
 # --------------------------------------------------------------------------- grids and names
 
 
-def parse_grid(pairs: Sequence[str], aliases: Mapping[str, str] | None = None) -> dict[str, list]:
+def parse_grid(
+    pairs: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
     """``["loss.beta=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` -> ``{key: [raw, ...]}``.
 
     Values split at top-level commas (not inside brackets or quotes); each stays a raw string
     that :func:`cvae.config.set_value` parses against the field's type. ``aliases`` maps short
     keys (``beta``) to dotted ones (``loss.beta``).
     """
-    grid: dict[str, list] = {}
+    grid: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -256,7 +258,7 @@ class _Active:
     run: SweepRun
     commands: list[list[str]]
     env: dict[str, str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     log: IO[str] | None = None
 
 
@@ -323,7 +325,8 @@ def _child_env(threads: str) -> dict[str, str]:
 
 def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[str], None]) -> None:
     done_status = {"start": "done", "resume": "resumed", "eval": "evaluated"}
-    pending, running = list(queue), []
+    pending = list(queue)
+    running: list[_Active] = []
     try:
         while pending or running:
             while pending and len(running) < parallel:

@@ -1,8 +1,8 @@
 """The papers, one module each (grid of runs, budgets, published numbers, notes), and the lookup
 of the published number a run should be compared with.
 
-To add a paper: a module ``<name>.py`` here (``-`` as ``_``) defining ``PAPER`` (:class:`cvae.experiments.paper.Paper`), and
-its entry in :data:`PAPERS`.
+To add a paper: a module ``<name>.py`` here (``-`` as ``_``) defining ``PAPER``
+(:class:`cvae.experiments.paper.Paper`), and its entry in :data:`PAPERS`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from cvae.experiments.paper import Paper, PaperNumber
 from cvae.experiments.papers import aavae_paper, btvae_paper, crvae_paper, cvae_paper
 
 PAPERS: dict[str, Paper] = {
-    p.name: p
-    for p in (cvae_paper.PAPER, btvae_paper.PAPER, crvae_paper.PAPER, aavae_paper.PAPER)
+    p.name: p for p in (cvae_paper.PAPER, btvae_paper.PAPER, crvae_paper.PAPER, aavae_paper.PAPER)
 }
 PAPER_NUMBERS: tuple[PaperNumber, ...] = tuple(n for p in PAPERS.values() for n in p.numbers)
 PRESET_SUFFIXES = ("", "-paper", "-code")
@@ -48,7 +47,7 @@ def _get(config: Mapping[str, Any], key: str) -> Any:
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
-    return a == b
+    return bool(a == b)
 
 
 def preset_matches(preset: str | None, entry: PaperNumber) -> bool:

@@ -58,8 +58,9 @@ PAPER = Paper(
     seeded=False,
     rows=_rows(),
     budgets={
-        "quick": Budget(1, 1, {"train.epoch_fraction": 0.02}, tables=("Table 1",),
-                        eval_args=QUICK_EVAL),
+        "quick": Budget(
+            1, 1, {"train.epoch_fraction": 0.02}, tables=("Table 1",), eval_args=QUICK_EVAL
+        ),
         "medium": Budget(2, 1, {"train.epoch_fraction": 0.5}),
         "paper": Budget(None, 1),
     },  # fmt: skip

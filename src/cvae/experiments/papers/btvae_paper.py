@@ -68,8 +68,14 @@ PAPER = Paper(
     seeded=False,
     rows=_rows(),
     budgets={
-        "quick": Budget(1, 1, {"train.epoch_fraction": 0.1}, code=False, datasets=("mnist",),
-                        eval_args=QUICK_EVAL),
+        "quick": Budget(
+            1,
+            1,
+            {"train.epoch_fraction": 0.1},
+            code=False,
+            datasets=("mnist",),
+            eval_args=QUICK_EVAL,
+        ),
         "medium": Budget(3, 1),
         "paper": Budget(None, 1),
     },  # fmt: skip

@@ -101,8 +101,15 @@ PAPER = Paper(
     seeded=True,
     rows=_rows(),
     budgets={
-        "quick": Budget(1, 2, {"train.epoch_fraction": 0.25}, tables=("Table III",),
-                        datasets=("mnist",), code=False, eval_args=QUICK_EVAL),
+        "quick": Budget(
+            1,
+            2,
+            {"train.epoch_fraction": 0.25},
+            tables=("Table III",),
+            datasets=("mnist",),
+            code=False,
+            eval_args=QUICK_EVAL,
+        ),
         "medium": Budget(1, 3, datasets=("mnist",)),
         "paper": Budget(None, 5),
     },  # fmt: skip
