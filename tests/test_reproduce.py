@@ -268,3 +268,15 @@ def test_compare_and_reproduce_share_the_verdict_of_a_run(tmp_path):
     assert lines["knn_weighted_cosine"]["verdict"].startswith("reproduced within noise (-0.19%")
     page = (tmp_path / "report.html").read_text()
     assert page.count("<html") == 1 and "<span class=bad>differs (+0.21" in page
+
+
+def test_latent_figure_is_drawn_by_the_plots_module(tmp_path):
+    import numpy as np
+
+    from cvae.evaluation.plots import save_scatter
+
+    points = np.random.default_rng(0).normal(size=(50, 2))
+    labels = np.arange(50) % 10
+    path = save_scatter(points, labels, tmp_path / "f" / "latent.png", xlabel="a", ylabel="b",
+                        title="t")  # fmt: skip
+    assert path.read_bytes().startswith(b"\x89PNG")
