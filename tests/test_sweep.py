@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from badinput import expect_refusal
 
 import cvae
 from cvae.cli import main
 from cvae.config import RunConfig, save_yaml
 from cvae.errors import ConfigError, CvaeError
-from cvae.training import train
-from cvae.training.runlog import read_metrics
-from cvae.training.sweep import (
+from cvae.experiments.sweep import (
     REQUEST,
     SweepJob,
     SweepRun,
@@ -32,6 +31,8 @@ from cvae.training.sweep import (
     sweep_jobs,
     write_summary,
 )
+from cvae.training import train
+from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
 
 
@@ -275,3 +276,22 @@ def test_cli_sweep_input_errors(tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert stdout.count("(not started): unknown config key 'train.nope'") == 2
     assert not (tmp_path / "s" / "train.nope=1").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"train: {lr: [1", "invalid YAML"),
+        (b"- a list\n", "expected a mapping"),
+        (b"\xff\xfe: 1", "not UTF-8"),
+    ],
+)
+def test_cli_sweep_refuses_a_corrupt_sweep_yaml(tmp_path, capsys, content, needle):
+    """A run directory whose sweep.yaml cannot be read: one line, exit 2, nothing touched."""
+    out = tmp_path / "s"
+    (out / "run").mkdir(parents=True)
+    (out / "run" / REQUEST).write_bytes(content)
+    argv = ["sweep", "--out", str(out), "--set", "data.dataset=digits"]
+    line = expect_refusal(capsys, argv, code=2, needle=needle, root=tmp_path)
+    assert str(out / "run" / REQUEST) in line and "use another --out or delete that run" in line
+    assert not (out / "summary.md").exists()

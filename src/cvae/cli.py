@@ -297,7 +297,7 @@ def cmd_presets(_: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from cvae.evaluation.compare import compare, markdown_table
+    from cvae.experiments.compare import compare, markdown_table
 
     result = compare(args.run_dirs, args.out, title=args.title)
     print(markdown_table(result))
@@ -311,7 +311,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import signal
 
     from cvae import config as C
-    from cvae.training.sweep import format_markdown, parse_grid, run_sweep
+    from cvae.experiments.sweep import format_markdown, parse_grid, run_sweep
 
     if args.base and args.preset:
         raise CvaeError("give the base preset either as BASE or as --preset, not both")
@@ -352,7 +352,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import signal
 
-    from cvae.reproduce import reproduce
+    from cvae.experiments.reproduce import reproduce
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -457,3 +457,23 @@ def save_similarity_matrix(
     ax.set_title(title or "Cosine similarity of augmented views")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def save_scatter(
+    points: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Scatter of ``[N, 2]`` ``points`` (e.g. a 2-D latent space), coloured by class with a
+    colour bar when ``labels`` are given."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    drawn = ax.scatter(points[:, 0], points[:, 1], c=labels, s=2, cmap="tab10")
+    if labels is not None:
+        fig.colorbar(drawn, ax=ax, label="class")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return _save(fig, path)

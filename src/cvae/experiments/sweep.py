@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 import cvae
 from cvae import config as C
 from cvae.config import RunConfig
 from cvae.errors import ConfigError, CvaeError
+from cvae.experiments.results import METRICS_FILE, is_number, read_metrics_json
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
 
@@ -76,14 +75,16 @@ class SweepRun:
 # --------------------------------------------------------------------------- grids and names
 
 
-def parse_grid(pairs: Sequence[str], aliases: Mapping[str, str] | None = None) -> dict[str, list]:
+def parse_grid(
+    pairs: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
     """``["loss.beta=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` -> ``{key: [raw, ...]}``.
 
     Values split at top-level commas (not inside brackets or quotes); each stays a raw string
     that :func:`cvae.config.set_value` parses against the field's type. ``aliases`` maps short
     keys (``beta``) to dotted ones (``loss.beta``).
     """
-    grid: dict[str, list] = {}
+    grid: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -208,7 +209,7 @@ def plan_run(
     if done < cfg.train.epochs:
         resume = ["train", "--resume", str(run_dir), "--epochs", str(cfg.train.epochs)]
         return "resume", [[*python, *resume, "--device", cfg.train.device, *threads], *evals]
-    metrics = run_dir / "metrics.json"
+    metrics = run_dir / METRICS_FILE
     stale = not metrics.is_file() or (
         metrics.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime
     )
@@ -222,7 +223,11 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
         if (run_dir / CHECKPOINT).exists():
             raise CvaeError(f"{run_dir} holds a run this sweep did not start; use another --out")
         return
-    old = _flat(yaml.safe_load(request.read_text()))
+    try:
+        old = _flat(C.load_yaml(request))
+    except (ConfigError, UnicodeDecodeError) as err:
+        why = err if isinstance(err, ConfigError) else f"{request}: not UTF-8 text"
+        raise CvaeError(f"{why}; use another --out or delete that run") from None
     new = _flat(cfg.to_dict())
     changed = [k for k in new if k not in CHANGEABLE and old.get(k) != new[k]]
     if changed:
@@ -253,7 +258,7 @@ class _Active:
     run: SweepRun
     commands: list[list[str]]
     env: dict[str, str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     log: IO[str] | None = None
 
 
@@ -320,7 +325,8 @@ def _child_env(threads: str) -> dict[str, str]:
 
 def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[str], None]) -> None:
     done_status = {"start": "done", "resume": "resumed", "eval": "evaluated"}
-    pending, running = list(queue), []
+    pending = list(queue)
+    running: list[_Active] = []
     try:
         while pending or running:
             while pending and len(running) < parallel:
@@ -398,14 +404,19 @@ def _collect(run: SweepRun) -> None:
         run.epochs = int(rows[-1]["epoch"])
         loss = rows[-1].get("train_loss")
         run.train_loss = loss if isinstance(loss, float) else None
-    metrics = run.run_dir / "metrics.json"
-    if metrics.is_file():
-        values = json.loads(metrics.read_text()).get("metrics", {})
-        run.metrics = {
-            k: float(m["value"])
-            for k, m in values.items()
-            if isinstance(m, dict) and _is_number(m.get("value"))
-        }
+    metrics = run.run_dir / METRICS_FILE
+    if not metrics.is_file():
+        return
+    try:
+        values = read_metrics_json(metrics).get("metrics", {})
+    except CvaeError as err:  # the other runs still finish and are summarised
+        run.message = run.message or str(err)
+        return
+    run.metrics = {
+        k: float(m["value"])
+        for k, m in values.items()
+        if isinstance(m, dict) and is_number(m.get("value"))
+    }
 
 
 # --------------------------------------------------------------------------- summary
@@ -463,12 +474,8 @@ def write_summary(runs: Sequence[SweepRun], out: Path) -> None:
         writer = csv.writer(f)
         writer.writerow([*columns, "run_dir", "message"])
         for run, row in zip(runs, rows, strict=True):
-            cells = ["" if v is None else v if _is_number(v) else _format(v) for v in row]
+            cells = ["" if v is None else v if is_number(v) else _format(v) for v in row]
             writer.writerow([*cells, str(run.run_dir), run.message])
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def run_sweep(
