@@ -24,7 +24,8 @@ from cvae.data import DATASETS, ImageDataset, cifar, folder, load_data, mnist
 from cvae.data.base import split_train_val
 from cvae.data.digits import load_digits
 from cvae.data.download import download, md5_file
-from cvae.data.mnist import load_mnist, read_idx_images, read_idx_labels
+from cvae.data.idx import read_idx_images, read_idx_labels
+from cvae.data.mnist import load_mnist
 from cvae.errors import ConfigError, DataError
 
 STEMS = list(mnist.CHECKSUMS)
@@ -63,7 +64,8 @@ def md5(data: bytes) -> str:
 
 
 def test_real_mnist_folder_layout(mnist_dir: Path) -> None:
-    train, test, info = load_mnist(mnist_dir)
+    loaded = load_mnist(mnist_dir)
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
     assert int(train.labels[0]) == 5 and int(test.labels[0]) == 7
@@ -177,7 +179,8 @@ def test_mnist_checksums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         load_mnist(tmp_path)
     checksums = {stem: ("0" * 32, md5(raw)) for stem, raw in contents.items()}
     monkeypatch.setattr(mnist, "CHECKSUMS", checksums)
-    train, test, info = load_mnist(tmp_path)  # data root holding mnist/, uncompressed files
+    loaded = load_mnist(tmp_path)  # data root holding mnist/, uncompressed files
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (12, 6) and info["md5_verified"]
     assert info["files"]["train-images-idx3-ubyte"] == md5(contents["train-images-idx3-ubyte"])
 
@@ -236,7 +239,8 @@ def test_cifar_from_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         load_data("cifar10", tmp_path / "data")
     monkeypatch.setattr(cifar, "ARCHIVE_MD5", md5_file(archive))
     patch_cifar_md5(monkeypatch, files)
-    train, test, info = cifar.load_cifar10(tmp_path / "data")
+    loaded = cifar.load_cifar10(tmp_path / "data")
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (15, 3) and train.images.dtype == torch.uint8
     assert (archive.parent / "cifar-10-batches-py" / "data_batch_5").is_file()
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "data" / "escaped").exists()
@@ -255,7 +259,10 @@ def test_cifar_archive_rejects_links(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_cifar_missing(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="CIFAR-10 not found in .*--download"):
+    with pytest.raises(
+        DataError,
+        match=r"CIFAR-10 files missing in .*cifar-10-python\.tar\.gz \(or cifar-10-batches-py/ with .*--download",
+    ):
         load_data("cifar10", tmp_path)
 
 
@@ -296,7 +303,8 @@ def test_folder_labeled_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     save_image(root / "cat" / "nested" / "c.jpg", (6, 5), value=50)
     (root / "cat" / "notes.txt").write_text("ignored")
     cache_root = tmp_path / "cache"
-    data, info = folder.load_folder(root, cache_root=cache_root)
+    loaded = folder.load_folder(root, cache_root=cache_root)
+    data, info = loaded.train, loaded.info
     assert data.images.shape == (3, 1, 5, 6) and data.classes == ["cat", "dog"]
     assert data.labels.tolist() == [0, 0, 1] and int(data.images[2].float().mean()) == 200
     assert not info["cache_hit"] and Path(info["cache"]).is_file()
@@ -307,7 +315,8 @@ def test_folder_labeled_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(folder, "_decode", no_decoding)
     monkeypatch.setattr(folder, "_probe", no_decoding)
-    again, info = folder.load_folder(root, cache_root=cache_root)
+    loaded = folder.load_folder(root, cache_root=cache_root)
+    again, info = loaded.train, loaded.info
     assert info["cache_hit"] and torch.equal(again.images, data.images)
     assert torch.equal(again.labels, data.labels) and again.classes == ["cat", "dog"]
     save_image(root / "dog" / "d.png", (6, 5))  # a new file invalidates the cache
@@ -327,7 +336,7 @@ def test_folder_flat_resize_and_channels(tmp_path: Path, monkeypatch: pytest.Mon
     assert splits.train.images.shape == (1, 3, 8, 8) and splits.info["sizes"]["test"] is None
     assert (tmp_path / "cache" / "folders").is_dir()
     json.dumps(splits.info)
-    gray, _ = folder.load_folder(root, image_size=4, channels=1)
+    gray = folder.load_folder(root, image_size=4, channels=1).train
     assert gray.images.shape == (2, 1, 4, 4)
 
 
@@ -349,10 +358,11 @@ def test_folder_errors(tmp_path: Path) -> None:
 
 
 def test_digits() -> None:
-    train, test = load_digits()
+    loaded = load_digits()
+    train, test = loaded.train, loaded.test
     assert (len(train), len(test)) == (1438, 359) and train.images.shape[1:] == (1, 8, 8)
     assert int(train.images.max()) == 255 and int(train.images.min()) == 0
-    assert torch.equal(load_digits()[1].labels, test.labels)
+    assert torch.equal(load_digits().test.labels, test.labels)
     splits = load_data("digits")
     assert len(splits.train) + len(splits.val) == 1438 and len(splits.test) == 359
     assert load_data("digits", image_size=16).train.images.shape[1:] == (1, 16, 16)
@@ -439,9 +449,11 @@ def test_load_mnist_downloads(
     monkeypatch.setenv("CVAE_DATA", str(tmp_path / "cache"))
     with pytest.raises(DataError, match="pass --download"):
         load_mnist(None, download=False)
-    train, test, info = load_mnist(None, download=True)
+    loaded = load_mnist(None, download=True)
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (12, 6) and len(info["downloaded"]) == 4
     cached = tmp_path / "cache" / "mnist"
     assert sorted(os.listdir(cached)) == sorted(f"{stem}.gz" for stem in STEMS)
-    again, _, info = load_mnist(None, download=False)  # now served from the cache
+    loaded = load_mnist(None, download=False)  # now served from the cache
+    again, info = loaded.train, loaded.info
     assert torch.equal(again.images, train.images) and info["downloaded"] == []
