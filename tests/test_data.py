@@ -259,10 +259,8 @@ def test_cifar_archive_rejects_links(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_cifar_missing(tmp_path: Path) -> None:
-    with pytest.raises(
-        DataError,
-        match=r"CIFAR-10 files missing in .*cifar-10-python\.tar\.gz \(or cifar-10-batches-py/ with .*--download",
-    ):
+    missing = r"CIFAR-10 files missing in .*cifar-10-python\.tar\.gz \(or cifar-10-batches-py/ "
+    with pytest.raises(DataError, match=missing + r"with data_batch_1, .*--download"):
         load_data("cifar10", tmp_path)
 
 

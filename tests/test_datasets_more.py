@@ -152,10 +152,8 @@ def test_emnist_from_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_emnist_extracted_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(
-        DataError,
-        match=r"EMNIST files missing in .*emnist: gzip\.zip \(or emnist-balanced-\*\.gz\).*--download",
-    ):
+    missing = r"EMNIST files missing in .*emnist: gzip\.zip \(or emnist-balanced-\*\.gz\)"
+    with pytest.raises(DataError, match=missing + ".*--download"):
         load_data("emnist", tmp_path)
     archive = tmp_path / "src.zip"
     write_emnist_zip(archive)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import md5
+from io import BufferedIOBase
 from math import prod
 from pathlib import Path
-from io import BufferedIOBase
 from typing import Literal
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""MNIST (LeCun et al. 1998): 28x28 handwritten digits in the IDX format (see :mod:`cvae.data.idx`)."""
+"""MNIST (LeCun et al. 1998): 28x28 handwritten digits, IDX files (see :mod:`cvae.data.idx`)."""
 
 from __future__ import annotations
 
