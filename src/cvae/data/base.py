@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -77,10 +77,10 @@ class Loaded:
     md5_verified: bool = False
     downloaded: list[str] = field(default_factory=list)
     val: ImageDataset | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def info(self) -> dict[str, object]:
+    def info(self) -> dict[str, Any]:
         """Provenance as a JSON-able dict: source, files, md5_verified, downloaded, extras."""
         return {
             "source": self.source,

@@ -60,8 +60,8 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
 def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     """Decode as ``mode`` ("L"/"RGB") at ``size`` (width, height) -> ``[H, W]`` or ``[H, W, 3]``."""
     try:
-        with Image.open(path) as im:
-            im = im.convert(mode)
+        with Image.open(path) as opened:
+            im = opened.convert(mode)
             if im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
             return np.asarray(im)

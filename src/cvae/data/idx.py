@@ -44,7 +44,7 @@ def open_idx(path: Path) -> Iterator[BufferedIOBase]:
 
 def _fill(stream: BufferedIOBase, out: np.ndarray) -> int:
     """Read into ``out`` chunk by chunk until it is full or the stream ends; bytes read."""
-    view, filled = memoryview(out), 0
+    view, filled = out.data, 0
     while filled < len(view):
         n = stream.readinto(view[filled : filled + _CHUNK])
         if not n:
@@ -87,7 +87,7 @@ def read_idx(
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path}: corrupt gzip data ({err})") from err
     digest = md5(head)
-    digest.update(payload)
+    digest.update(payload.data)
     if kind == "labels":
         return torch.from_numpy(payload.astype(np.int64)), digest.hexdigest()
     return torch.from_numpy(payload).reshape(dims[0], 1, dims[1], dims[2]), digest.hexdigest()
@@ -197,14 +197,15 @@ def load_idx(source: IdxSource, root: Path | None, *, download: bool = False) ->
     downloaded = fetch_missing(folder, absent, download=download, title=source.title)
 
     files: dict[str, str] = {}
-    splits = []
-    for split, (images_stem, labels_stem) in source.splits.items():
-        parts = []
-        pairs: tuple[tuple[str, Kind], ...] = ((images_stem, "images"), (labels_stem, "labels"))
-        for stem, kind in pairs:
-            path = _find(folder, stem)
-            assert path is not None  # fetched above
-            data, files[path.name] = _read_verified(path, stem, kind, source)
-            parts.append(data)
-        splits.append(build_split(*parts, source, f"{folder}: {split}"))
-    return Loaded(splits[0], splits[1], str(folder.resolve()), files, True, downloaded)
+
+    def read(stem: str, kind: Kind) -> torch.Tensor:
+        path = _find(folder, stem)
+        assert path is not None  # present or fetched above
+        data, files[path.name] = _read_verified(path, stem, kind, source)
+        return data
+
+    train, test = (
+        build_split(read(images, "images"), read(labels, "labels"), source, f"{folder}: {split}")
+        for split, (images, labels) in source.splits.items()
+    )
+    return Loaded(train, test, str(folder.resolve()), files, True, downloaded)
