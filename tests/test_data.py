@@ -12,6 +12,8 @@ import pickle
 import struct
 import tarfile
 import threading
+import tracemalloc
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -158,6 +160,80 @@ def test_idx_corrupt_gzip(tmp_path: Path) -> None:
     path.write_bytes(b"definitely not gzip")
     with pytest.raises(DataError, match=r"broken\.gz: corrupt gzip"):
         read_idx_images(path)
+
+
+# --- decompression bombs: refused in bounded memory ----------------------------------------
+
+BOMB = 64 << 20  # zero bytes behind the header: ~64 KB compressed
+
+
+def gzip_bomb(path: Path, header: bytes, zeros: int = BOMB) -> Path:
+    """``header`` then ``zeros`` zero bytes, gzip-compressed a chunk at a time."""
+    chunk = bytes(1 << 20)
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as f:
+        f.write(header)
+        for _ in range(zeros // len(chunk)):
+            f.write(chunk)
+    assert path.stat().st_size < zeros // 500
+    return path
+
+
+def refusal_and_peak(call: Callable[[], object]) -> tuple[str, int]:
+    """The one-line DataError ``call`` raises and the peak of Python/numpy memory meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as err:
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(err.value)
+    return str(err.value), peak
+
+
+def test_gzip_bomb_stops_after_the_announced_bytes(tmp_path: Path) -> None:
+    bomb = gzip_bomb(tmp_path / "train-labels-idx1-ubyte.gz", struct.pack(">ii", 2049, 10))
+    message, peak = refusal_and_peak(lambda: read_idx_labels(bomb))
+    assert message.startswith(f"{bomb}: unexpected bytes after the 10 bytes of labels")
+    assert peak < BOMB // 4  # read in chunks: the zeros were never all in memory
+    message, peak = refusal_and_peak(lambda: md5_file(bomb, decompress_gz=True, limit=1 << 20))
+    assert message == f"{bomb}: decompresses to more than {1 << 20} bytes" and peak < BOMB // 4
+
+
+def test_idx_header_over_the_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    huge = struct.pack(">ii", 2049, 2**31 - 1)  # 2 GiB of labels announced
+    bomb = gzip_bomb(tmp_path / "labels.gz", huge)
+    message, peak = refusal_and_peak(lambda: read_idx_labels(bomb))
+    assert (
+        message
+        == f"{bomb}: its header announces {2**31 - 1} bytes of labels, over the limit of {1 << 30}"
+    )
+    assert peak < 1 << 20
+    images = tmp_path / "images"
+    images.write_bytes(idx_images(np.zeros((3, 4, 4))))
+    assert read_idx_images(images, limit=48).shape == (3, 1, 4, 4)
+    with pytest.raises(DataError, match="images: its header announces 48 bytes of pixels, over"):
+        read_idx_images(images, limit=47)
+
+
+def test_loaders_refuse_a_bomb_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = write_mnist(tmp_path / "mnist")
+    checksums = {stem: ("0" * 32, md5(raw)) for stem, raw in contents.items()}
+    monkeypatch.setattr(mnist, "CHECKSUMS", checksums)
+    header = contents["train-labels-idx1-ubyte"][:8]  # the honest header: 12 labels
+    bomb = gzip_bomb(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", header)
+    message, peak = refusal_and_peak(lambda: load_data("mnist", tmp_path))
+    assert message.startswith(f"{bomb}: unexpected bytes after the 12 bytes of labels")
+    assert peak < BOMB // 4
+    # Fashion-MNIST publishes no uncompressed md5: a foreign .gz is never decompressed
+    fashion_dir = tmp_path / "fashion-mnist"
+    fashion_dir.mkdir()
+    for stem in contents:
+        gzip_bomb(fashion_dir / f"{stem}.gz", header, zeros=1 << 20)
+    message, _ = refusal_and_peak(lambda: load_data("fashion-mnist", tmp_path))
+    assert "train-images-idx3-ubyte.gz: checksum mismatch" in message
 
 
 def test_mnist_missing_files(tmp_path: Path) -> None:
