@@ -145,13 +145,14 @@ def verify_md5(path: Path, expected: MD5) -> None:
 
 
 def describe(remotes: Sequence[Remote]) -> str:
-    """``"a, b and c from https://host/dir/"`` when they share one location, else each with its
-    URL: what to download, for one-line messages."""
+    """What to download, for one-line messages: ``"a from URL"``; ``"a, b and c from
+    https://host/dir/"`` when several share one location; else each with its URL."""
+    if len(remotes) == 1:
+        return f"{remotes[0].name} from {remotes[0].urls[0]}"
     names = [r.name for r in remotes]
-    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
     where = {r.urls[0].removesuffix(r.name) for r in remotes}
     if len(where) == 1 and all(r.urls[0].endswith("/" + r.name) for r in remotes):
-        return f"{listed} from {where.pop()}"
+        return f"{', '.join(names[:-1])} and {names[-1]} from {where.pop()}"
     return ", ".join(f"{r.name} ({r.urls[0]})" for r in remotes)
 
 
