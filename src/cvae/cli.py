@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="packaged preset name (see `cvae presets`) or a YAML file")
     t.add_argument("--config", help="YAML config file (applied after --preset)")
     t.add_argument("--method", help="vae | cvae | btvae | crvae | aavae | ae | aaae")
-    t.add_argument("--dataset", help="e.g. mnist | fashion-mnist | cifar10 | stl10 | celeba")
+    t.add_argument("--dataset", help="a name of cvae.data.DATASETS, e.g. mnist (docs/datasets.md)")
     t.add_argument(
         "--data-dir", help="folder holding the dataset files (or a root with one per dataset)"
     )

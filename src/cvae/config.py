@@ -20,8 +20,7 @@ from cvae.errors import ConfigError
 @dataclass
 class DataConfig:
     dataset: str = "digits"
-    """digits | mnist | fashion-mnist | emnist | cifar10 | stl10 | stl10-unlabeled | celeba |
-    omniglot | folder | synthetic (see docs/datasets.md)."""
+    """A name in the dataset registry, ``cvae.data.DATASETS`` (see docs/datasets.md)."""
     data_dir: str | None = None
     """Folder holding the files (or a data root holding one folder per dataset)."""
     download: bool = False
