@@ -1,14 +1,17 @@
 """Command-line interface: ``cvae train | eval | compare | sweep | reproduce | demo | presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
-interrupted or diverged run keeps its last good checkpoint and says how to resume.
+interrupted or diverged run keeps its last good checkpoint and says how to resume; any other
+exception is one line and exit 1 (``CVAE_TRACEBACK=1`` prints its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -253,25 +256,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from cvae.evaluation.evaluate import evaluate
 
     if args.threads is not None:
+        if args.threads < 1:
+            raise CvaeError(f"threads must be an integer >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    result = evaluate(
-        args.run_dir,
-        embedding=args.embedding,
-        knn_k=args.knn_k,
-        knn_temperature=args.knn_temperature,
-        seed=args.seed,
-        device=args.device,
-        feature=args.feature,
-        mi_batch=args.mi_batch,
-        iwae_k=args.iwae_k,
-        iwae_n=args.iwae_n,
-        linear_epochs=0 if args.no_linear else args.linear_epochs,
-        run_linear_sgd=False if args.no_linear else args.linear_sgd,
-        linear_sgd_epochs=args.linear_sgd_epochs,
-        fid_n=args.fid_n,
-        fid_weights=args.fid_weights,
-        fid_dims=args.fid_dims,
-    )
+    if args.linear_epochs < 0:  # --no-linear replaces it by 0: check what was typed
+        raise CvaeError(f"linear_epochs must be an integer >= 0, got {args.linear_epochs}")
+    try:
+        result = evaluate(
+            args.run_dir,
+            embedding=args.embedding,
+            knn_k=args.knn_k,
+            knn_temperature=args.knn_temperature,
+            seed=args.seed,
+            device=args.device,
+            feature=args.feature,
+            mi_batch=args.mi_batch,
+            iwae_k=args.iwae_k,
+            iwae_n=args.iwae_n,
+            linear_epochs=0 if args.no_linear else args.linear_epochs,
+            run_linear_sgd=False if args.no_linear else args.linear_sgd,
+            linear_sgd_epochs=args.linear_sgd_epochs,
+            fid_n=args.fid_n,
+            fid_weights=args.fid_weights,
+            fid_dims=args.fid_dims,
+        )
+    except KeyboardInterrupt:
+        print(
+            "cvae: eval interrupted; the metrics computed so far are in "
+            f"{args.run_dir / 'metrics.json'} (complete: false)",
+            file=sys.stderr,
+        )
+        return 130
     _print_eval(result)
     return 0
 
@@ -403,6 +418,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"cvae: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug, or a case no check foresaw: one line, exit 1
+        if os.environ.get("CVAE_TRACEBACK", "") not in ("", "0"):
+            traceback.print_exc()
+        message = " ".join(str(err).split())
+        if len(message) > 300:
+            message = message[:297] + "..."
+        print(
+            f"cvae: internal error: {type(err).__name__}: {message} "
+            "(set CVAE_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
