@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from badinput import expect_refusal
 
 import cvae.cli
 import cvae.evaluation.evaluate as ev
-from badinput import expect_refusal
 from cvae.cli import main
 from cvae.training.trainer import CHECKPOINT
 
