@@ -79,6 +79,7 @@ def test_custom_data_run_needs_its_data_to_be_evaluated(capsys, tmp_path, digits
     assert config["data"]["dataset"] == "in-memory" and info["dataset"] == "in-memory"
     assert info["handed_to_api"] is True and info["name"] == "my-digits"
     assert info["sha256"]["train"] == dataset_sha256(custom.train)
+    assert cvae.load(run).dataset_name == "my-digits"  # labels e.g. the FID classifier's cache
 
     expect_refusal(capsys, ["eval", str(run)], code=2, needle="data=", root=run)
     result = evaluate(run, data=custom, **FAST)

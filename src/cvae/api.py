@@ -46,6 +46,12 @@ class Run:
     def value_range(self) -> str:
         return self.config.data.value_range
 
+    @property
+    def dataset_name(self) -> str:
+        """The configured dataset, or for splits handed to the API the name they carried."""
+        name = self.config.data.dataset
+        return read_data_info(self.run_dir).get("name", name) if name == IN_MEMORY else name
+
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in the value range; float tensors are passed through."""
         x = to_float(images, self.value_range) if images.dtype == torch.uint8 else images.float()  # type: ignore[arg-type]
