@@ -172,3 +172,13 @@ def test_eval_without_umap_falls_back_to_tsne(capsys, run, monkeypatch):
     assert "umap" not in saved["figures"] and any("UMAP unavailable" in n for n in saved["notes"])
     assert (run / "figures" / "tsne.png").stat().st_size > 1000
     assert not (run / "figures" / "umap.png").exists()
+
+
+def test_ctrl_c_before_any_metric_changes_nothing(capsys, run, monkeypatch):
+    (run / "metrics.json").write_text('{"an": "earlier evaluation"}')
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "load", interrupt)
+    expect_refusal(capsys, ["eval", str(run)], code=130, needle="is unchanged", root=run)

@@ -281,14 +281,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
             fid_dims=args.fid_dims,
         )
     except KeyboardInterrupt:
-        print(
-            "cvae: eval interrupted; the metrics computed so far are in "
-            f"{args.run_dir / 'metrics.json'} (complete: false)",
-            file=sys.stderr,
-        )
+        print(f"cvae: eval interrupted; {_eval_kept(args.run_dir)}", file=sys.stderr)
         return 130
     _print_eval(result)
     return 0
+
+
+def _eval_kept(run_dir: Path) -> str:
+    """What an interrupted ``cvae eval`` left in ``run_dir/metrics.json``."""
+    import json
+
+    path = run_dir / "metrics.json"
+    try:
+        partial = json.loads(path.read_text()).get("complete") is False
+    except (OSError, ValueError, AttributeError):
+        partial = False
+    if partial:
+        return f"the metrics computed so far are in {path} (complete: false)"
+    return f"no metric was computed yet; {path} is unchanged"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
