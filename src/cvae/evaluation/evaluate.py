@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from cvae.evaluation.fid import fid_metrics
 from cvae.evaluation.knn import knn_uniform_euclidean, knn_weighted_cosine
 from cvae.evaluation.likelihood import iwae_nll, recon_nll, run_likelihood
 from cvae.evaluation.linear import linear_adam, linear_sgd
+from cvae.evaluation.options import EvalConfig
 from cvae.evaluation.plots import (
     save_curves,
     save_embedding_plot,
@@ -46,65 +46,35 @@ RECON_INDICES = [50, 70, 90, 110, 132, 0, 1, 2, 3, 4]
 
 def evaluate(
     run_dir: str | Path,
+    config: EvalConfig | None = None,
     *,
-    embedding: str = "umap",
-    knn_k: int = 200,
-    knn_temperature: float = 0.1,
-    seed: int = 0,
-    device: str = "cpu",
-    feature: str = "auto",
     data: DataSplits | None = None,
-    mi_batch: int = 256,
-    iwae_k: int = 100,
-    iwae_n: int = 500,
-    linear_epochs: int = 200,
-    run_linear_sgd: bool | None = None,
-    linear_sgd_epochs: int = 90,
-    fid_n: int = 10_000,
-    fid_weights: Path | None = None,
-    fid_dims: int = 2048,
+    **options: Any,
 ) -> dict[str, Any]:
     """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``.
 
-    Collapse and likelihood metrics use the evaluation split (test, else val). ``iwae_k = 0``
-    skips the IWAE bound, ``iwae_n = 0`` uses every evaluation image (else a seeded random
-    subset of ``iwae_n``). ``linear_epochs = 0`` skips ``linear_adam``; ``run_linear_sgd``
-    None runs ``linear_sgd`` only for the AAVAE family (aavae, ae, aaae). Every metric carries
-    its wall-clock ``seconds``. ``fid_n`` prior samples against as many evaluation images give
-    ``fid_domain`` and ``fid_inception`` (``fid_n = 0`` skips both; ``fid_weights``: the
-    Inception checkpoint, ``fid_dims``: 2048 or the BTVAE paper's 64). ``embedding``: umap,
-    tsne, both or none (t-SNE stands in for UMAP when umap-learn is not installed).
+    ``config`` (default :class:`EvalConfig`), with ``options`` (its field names) replaced, says
+    what to compute; it is checked before any work (one-line :class:`CvaeError`). Collapse and
+    likelihood metrics use the evaluation split (test, else val). Every metric carries its
+    wall-clock ``seconds``.
 
     ``data``: the splits to evaluate on (default: the run's configured dataset). A run trained
     on data handed to the Python API needs them again; when the run recorded the sha256 of its
     training split, other data is refused (from the config) or noted (given here).
 
-    Options are checked before any work (one-line :class:`CvaeError`). ``metrics.json`` is
-    rewritten (atomically) after every metric, with ``complete: false`` until the end, so an
-    interruption or a failure in the figures loses no number; a previous ``metrics.json`` is
-    kept as ``metrics.previous.json``.
+    ``metrics.json`` is rewritten (atomically) after every metric, with ``complete: false``
+    until the end, so an interruption or a failure in the figures loses no number; a previous
+    ``metrics.json`` is kept as ``metrics.previous.json``.
     """
-    check_options(
-        embedding=embedding,
-        knn_k=knn_k,
-        knn_temperature=knn_temperature,
-        seed=seed,
-        feature=feature,
-        mi_batch=mi_batch,
-        iwae_k=iwae_k,
-        iwae_n=iwae_n,
-        linear_epochs=linear_epochs,
-        linear_sgd_epochs=linear_sgd_epochs,
-        fid_n=fid_n,
-        fid_dims=fid_dims,
-    )
+    cfg = (config or EvalConfig()).replace(**options)
+    seed = cfg.seed
     t0 = time.perf_counter()
-    run = load(run_dir, device=device)
+    run = load(run_dir, device=cfg.device)
     data, provenance, notes = _eval_data(run, data)
     eval_split, eval_name = (data.test, "test") if data.test is not None else (data.val, "val")
     figures = run.run_dir / "figures"
     figures.mkdir(exist_ok=True)
-    feature = _feature_name(run, feature)
+    feature = _feature_name(run, cfg.feature)
     result: dict[str, Any] = {
         "run_dir": str(run.run_dir),
         "method": run.config.method,
@@ -131,7 +101,7 @@ def evaluate(
     metrics: dict[str, Any] = out.metrics
 
     eval_mu, eval_logvar = (t.cpu() for t in run.encode(eval_split.images))
-    _collapse(run, eval_split, eval_mu, eval_logvar, mi_batch, iwae_k, iwae_n, seed, out.put)
+    _collapse(run, eval_split, eval_mu, eval_logvar, cfg, out.put)
     if eval_split.labels is not None and data.train.labels is not None:
         train_f = run.features(data.train.images, feature).cpu()
         eval_f = eval_mu if feature == "mu" else run.features(eval_split.images, feature).cpu()
@@ -141,19 +111,20 @@ def evaluate(
             metric["protocol"]["feature_name"] = feature
             out.put(name, metric)
 
-        _probes(train_f, data.train, eval_f, eval_split, eval_name, knn_k, knn_temperature, probe)
-        if linear_epochs > 0:
+        _probes(train_f, data.train, eval_f, eval_split, eval_name, cfg, probe)
+        if cfg.linear_epochs > 0:
             adam = _timed(
                 linear_adam,
                 train_f,
                 data.train.labels,
                 eval_f,
                 eval_split.labels,
-                epochs=linear_epochs,
+                epochs=cfg.linear_epochs,
                 seed=seed,
             )
             adam["protocol"]["split"] = split
             probe("linear_adam", adam)
+        run_linear_sgd = cfg.run_linear_sgd
         if run_linear_sgd is None:
             run_linear_sgd = run.config.method in AAVAE_FAMILY
         if run_linear_sgd:
@@ -164,7 +135,7 @@ def evaluate(
                 data.train.labels,
                 eval_f,
                 eval_split.labels,
-                epochs=linear_sgd_epochs,
+                epochs=cfg.linear_sgd_epochs,
                 seed=seed,
             )
             sgd["protocol"]["split"] = split
@@ -173,16 +144,16 @@ def evaluate(
             notes.append("linear_sgd (AAVAE protocol) skipped: enable with --linear-sgd")
     else:
         notes.append("unlabeled dataset: probes and KNN skipped")
-    if fid_n > 0:
+    if cfg.fid_n > 0:
         fid = fid_metrics(
             run,
             eval_split,
             data.train,
-            n=min(fid_n, len(eval_split)),
+            n=min(cfg.fid_n, len(eval_split)),
             seed=seed,
             split_name=eval_name,
-            inception_weights=fid_weights,
-            inception_dims=fid_dims,
+            inception_weights=cfg.fid_weights,
+            inception_dims=cfg.fid_dims,
         )
         for name, metric in fid.items():
             out.put(name, metric)
@@ -196,7 +167,7 @@ def evaluate(
         out.put("view_cosine_between", views["view_cosine_between"])
 
     fig_info = result["figures"]
-    fig_info.update(_figures(run, eval_split, eval_mu, figures, embedding, seed, notes))
+    fig_info.update(_figures(run, eval_split, eval_mu, figures, cfg.embedding, seed, notes))
     fig_info["kl_per_dim"] = save_kl_per_dim(
         metrics["kl"]["per_dim"],
         figures / "kl_per_dim.png",
@@ -215,55 +186,6 @@ def evaluate(
     result["complete"] = True
     out.write()
     return result
-
-
-EMBEDDINGS = ("umap", "tsne", "both", "none")
-
-
-def check_options(
-    *,
-    embedding: str,
-    knn_k: int,
-    knn_temperature: float,
-    seed: int,
-    feature: str,
-    mi_batch: int,
-    iwae_k: int,
-    iwae_n: int,
-    linear_epochs: int,
-    linear_sgd_epochs: int,
-    fid_n: int,
-    fid_dims: int,
-) -> None:
-    """Refuse out-of-range evaluation options with one :class:`CvaeError` line."""
-    if embedding not in EMBEDDINGS:
-        raise CvaeError(f"embedding must be one of {', '.join(EMBEDDINGS)}, got {embedding!r}")
-    if feature not in ("auto", *FEATURES):
-        raise CvaeError(f"unknown feature '{feature}'; choose from auto, {', '.join(FEATURES)}")
-    if not (isinstance(knn_temperature, (int, float)) and math.isfinite(knn_temperature)):
-        raise CvaeError(f"knn_temperature must be a finite number > 0, got {knn_temperature}")
-    if knn_temperature <= 0:
-        raise CvaeError(f"knn_temperature must be > 0, got {knn_temperature}")
-    if fid_dims not in (64, 2048):
-        raise CvaeError(f"fid_dims must be 64 or 2048, got {fid_dims}")
-    at_least = {
-        "knn_k": (knn_k, 1),
-        "mi_batch": (mi_batch, 1),
-        "linear_sgd_epochs": (linear_sgd_epochs, 1),
-        "iwae_k": (iwae_k, 0),
-        "iwae_n": (iwae_n, 0),
-        "linear_epochs": (linear_epochs, 0),
-        "fid_n": (fid_n, 0),
-        "seed": (seed, 0),
-    }
-    for name, (value, low) in at_least.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise CvaeError(f"{name} must be an integer >= {low}, got {value!r}")
-    if seed > MAX_SEED:
-        raise CvaeError(f"seed must be at most {MAX_SEED} (2**32 - 1), got {seed}")
-
-
-MAX_SEED = 2**32 - 1  # scikit-learn's random_state range
 
 
 class _MetricsFile:
@@ -345,8 +267,7 @@ def _probes(
     eval_mu: torch.Tensor,
     evals: ImageDataset,
     eval_name: str,
-    knn_k: int,
-    knn_temperature: float,
+    cfg: EvalConfig,
     put: Callable[[str, dict[str, Any]], None],
 ) -> None:
     """The logistic, perceptron and KNN probes, each handed to ``put`` once computed."""
@@ -366,13 +287,20 @@ def _probes(
             "knn_weighted_cosine",
             bank,
             lambda: knn_weighted_cosine(
-                train_mu, train.labels, eval_mu, evals.labels, k=knn_k, temperature=knn_temperature
+                train_mu,
+                train.labels,
+                eval_mu,
+                evals.labels,
+                k=cfg.knn_k,
+                temperature=cfg.knn_temperature,
             ),
         ),
         (
             "knn_uniform_euclidean",
             bank,
-            lambda: knn_uniform_euclidean(train_mu, train.labels, eval_mu, evals.labels, k=knn_k),
+            lambda: knn_uniform_euclidean(
+                train_mu, train.labels, eval_mu, evals.labels, k=cfg.knn_k
+            ),
         ),
     ]
     for name, split, compute in probes:
@@ -398,14 +326,13 @@ def _collapse(
     evals: ImageDataset,
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    mi_batch: int,
-    iwae_k: int,
-    iwae_n: int,
-    seed: int,
+    cfg: EvalConfig,
     put: Callable[[str, dict[str, Any]], None],
 ) -> None:
     """KL, MI, marginal KL, AU, reconstruction NLL and the IWAE bound on the evaluation split,
-    each handed to ``put`` once computed."""
+    each handed to ``put`` once computed. ``iwae_k = 0`` skips the IWAE bound, ``iwae_n = 0``
+    uses every evaluation image (else a seeded random subset of ``iwae_n``)."""
+    mi_batch, iwae_k, iwae_n, seed = cfg.mi_batch, cfg.iwae_k, cfg.iwae_n, cfg.seed
     kl = _timed(mean_kl, mu, logvar)
     put("kl", kl)
     deterministic = run.model.deterministic
