@@ -10,10 +10,9 @@ Python API::
     x = run.sample(16)
 """
 
-from cvae.api import Run, load
+from cvae.api import Run, load, train
 from cvae.config import RunConfig, load_preset
 from cvae.data import load_data
-from cvae.training import train
 
 __version__ = "0.1.0"
 

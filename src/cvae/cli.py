@@ -1,14 +1,17 @@
 """Command-line interface: ``cvae train | eval | compare | sweep | reproduce | demo | presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
-interrupted or diverged run keeps its last good checkpoint and says how to resume.
+interrupted or diverged run keeps its last good checkpoint and says how to resume; any other
+exception is one line and exit 1 (``CVAE_TRACEBACK=1`` prints its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -137,43 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedding", choices=["umap", "tsne", "both", "none"], default="umap")
-    p.add_argument("--knn-k", type=int, default=200)
-    p.add_argument("--knn-temperature", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument(
-        "--feature",
-        choices=["auto", "mu", "h"],
-        default="auto",
-        help="representation for probes (auto: h for aavae/ae/aaae, else mu)",
-    )
-    p.add_argument(
-        "--mi-batch", type=int, default=256, help="aggregate-posterior batch for MI (CR-VAE: 256)"
-    )
-    p.add_argument("--iwae-k", type=int, default=100, help="IWAE samples per image (0: skip)")
-    p.add_argument(
-        "--iwae-n", type=int, default=500, help="test images for IWAE (random subset; 0: all)"
-    )
-    p.add_argument(
-        "--linear-epochs", type=int, default=200, help="epochs of the Adam linear probe (CR-VAE)"
-    )
+    from cvae.evaluation.options import add_arguments
+
+    add_arguments(p)
     p.add_argument("--no-linear", action="store_true", help="skip both torch linear probes")
-    p.add_argument(
-        "--linear-sgd",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="AAVAE linear eval with re-encoded augmented images (default: aavae/ae/aaae only)",
-    )
-    p.add_argument("--linear-sgd-epochs", type=int, default=90)
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
-    p.add_argument(
-        "--fid-n", type=int, default=10_000, help="prior samples vs test images for FID (0: skip)"
-    )
-    p.add_argument(
-        "--fid-weights", type=Path, help="Inception-v3 FID weights (pt_inception-2015-12-05)"
-    )
-    p.add_argument("--fid-dims", type=int, choices=[64, 2048], default=2048)
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -251,29 +222,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from cvae.evaluation.evaluate import evaluate
+    from cvae.evaluation.options import from_args
 
+    config = from_args(args)  # checked before any work
     if args.threads is not None:
+        if args.threads < 1:
+            raise CvaeError(f"threads must be an integer >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    result = evaluate(
-        args.run_dir,
-        embedding=args.embedding,
-        knn_k=args.knn_k,
-        knn_temperature=args.knn_temperature,
-        seed=args.seed,
-        device=args.device,
-        feature=args.feature,
-        mi_batch=args.mi_batch,
-        iwae_k=args.iwae_k,
-        iwae_n=args.iwae_n,
-        linear_epochs=0 if args.no_linear else args.linear_epochs,
-        run_linear_sgd=False if args.no_linear else args.linear_sgd,
-        linear_sgd_epochs=args.linear_sgd_epochs,
-        fid_n=args.fid_n,
-        fid_weights=args.fid_weights,
-        fid_dims=args.fid_dims,
-    )
+    try:
+        result = evaluate(args.run_dir, config)
+    except KeyboardInterrupt:
+        print(f"cvae: eval interrupted; {_eval_kept(args.run_dir)}", file=sys.stderr)
+        return 130
     _print_eval(result)
     return 0
+
+
+def _eval_kept(run_dir: Path) -> str:
+    """What an interrupted ``cvae eval`` left in ``run_dir/metrics.json``."""
+    import json
+
+    path = run_dir / "metrics.json"
+    try:
+        partial = json.loads(path.read_text()).get("complete") is False
+    except (OSError, ValueError, AttributeError):
+        partial = False
+    if partial:
+        return f"the metrics computed so far are in {path} (complete: false)"
+    return f"no metric was computed yet; {path} is unchanged"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -403,6 +379,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"cvae: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug, or a case no check foresaw: one line, exit 1
+        if os.environ.get("CVAE_TRACEBACK", "") not in ("", "0"):
+            traceback.print_exc()
+        message = " ".join(str(err).split())
+        if len(message) > 300:
+            message = message[:297] + "..."
+        print(
+            f"cvae: internal error: {type(err).__name__}: {message} "
+            "(set CVAE_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

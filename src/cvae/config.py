@@ -193,11 +193,12 @@ _CHOICES = {
 def validate(cfg: RunConfig) -> RunConfig:
     """Raise :class:`ConfigError` (one line) on the first bad value; return ``cfg``."""
     from cvae.data import DATASETS
+    from cvae.data.base import IN_MEMORY
     from cvae.methods import METHODS
 
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown method '{cfg.method}'; choose from {', '.join(METHODS)}")
-    if cfg.data.dataset not in DATASETS:
+    if cfg.data.dataset not in (*DATASETS, IN_MEMORY):
         raise ConfigError(
             f"unknown dataset '{cfg.data.dataset}'; choose from {', '.join(DATASETS)}"
         )

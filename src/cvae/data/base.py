@@ -10,6 +10,7 @@ import torch
 from cvae.errors import DataError
 
 ValueRange = Literal["01", "pm1"]
+IN_MEMORY = "in-memory"  # the dataset of a run trained on splits handed to the Python API
 
 
 @dataclass

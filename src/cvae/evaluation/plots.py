@@ -120,6 +120,18 @@ def _class_colours(n: int) -> list[Any]:
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
 
 
+def umap_missing() -> str | None:
+    """None when umap-learn imports, else a one-line note naming the fallback and the extra."""
+    try:
+        import umap  # noqa: F401  (lazy: slow import and first-call JIT compilation)
+    except ImportError as err:
+        return (
+            f"UMAP unavailable ({err}): drew a t-SNE embedding instead; for UMAP: "
+            "pip install 'cvae[plots]'"
+        )
+    return None
+
+
 def save_embedding_plot(
     features: np.ndarray,
     labels: np.ndarray | None,
