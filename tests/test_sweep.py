@@ -140,6 +140,10 @@ def test_plan_starts_resumes_evaluates_or_skips(tmp_path):
     ckpt_time = (run_dir / CHECKPOINT).stat().st_mtime
     os.utime(metrics, (ckpt_time + 5, ckpt_time + 5))
     assert plan_run(job, run_dir, evaluate=True) == ("skip", [])
+    for partial in ('{"complete": false, "metrics": {}}', "not json"):  # interrupted or corrupt
+        metrics.write_text(partial)
+        os.utime(metrics, (ckpt_time + 5, ckpt_time + 5))
+        assert plan_run(job, run_dir, evaluate=True)[0] == "eval"
     os.utime(metrics, (ckpt_time - 5, ckpt_time - 5))  # evaluated an older checkpoint
     assert plan_run(job, run_dir, evaluate=True)[0] == "eval"
 

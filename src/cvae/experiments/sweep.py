@@ -194,7 +194,7 @@ def plan_run(
 ) -> tuple[str, list[list[str]]]:
     """What ``run_dir`` still needs: ``(action, commands)``, action one of start | resume |
     eval | skip | fail. Finished means the checkpoint reached ``train.epochs`` and, with
-    ``evaluate``, ``metrics.json`` is newer than the checkpoint."""
+    ``evaluate``, a complete ``metrics.json`` is newer than the checkpoint."""
     if job.config is None:
         return "fail", []
     cfg = job.config
@@ -209,11 +209,19 @@ def plan_run(
     if done < cfg.train.epochs:
         resume = ["train", "--resume", str(run_dir), "--epochs", str(cfg.train.epochs)]
         return "resume", [[*python, *resume, "--device", cfg.train.device, *threads], *evals]
+    return ("eval", evals) if evaluate and not _evaluated(run_dir) else ("skip", [])
+
+
+def _evaluated(run_dir: Path) -> bool:
+    """``metrics.json`` is newer than the checkpoint and complete (an interrupted ``cvae eval``
+    leaves ``"complete": false``; a corrupt file counts as not evaluated)."""
     metrics = run_dir / METRICS_FILE
-    stale = not metrics.is_file() or (
-        metrics.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime
-    )
-    return ("eval", evals) if evaluate and stale else ("skip", [])
+    if not metrics.is_file() or metrics.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime:
+        return False
+    try:
+        return read_metrics_json(metrics).get("complete", True) is not False
+    except CvaeError:
+        return False
 
 
 def _check_request(cfg: RunConfig, run_dir: Path) -> None:
