@@ -82,7 +82,15 @@ def test_from_argv_refuses_in_one_line(argv, needle):
 
 
 def test_sweep_checks_its_eval_args_before_anything_runs(capsys, tmp_path):
-    argv = ["sweep", "vae-mnist-paper", "--set", "train.epochs=1", "--out", str(tmp_path / "s"), "--eval"]
+    argv = [
+        "sweep",
+        "vae-mnist-paper",
+        "--set",
+        "train.epochs=1",
+        "--out",
+        str(tmp_path / "s"),
+        "--eval",
+    ]
     expect_refusal(
         capsys, [*argv, "--eval-args=--embedding pca"], code=2, needle="pca", root=tmp_path
     )

@@ -38,7 +38,7 @@ class EvalConfig:
     seed: int = _opt(0, "seed of every sampled quantity and figure", low=0)
     device: str = _opt("cpu", "cpu | cuda | cuda:N | auto")
     feature: Feature = _opt(
-        "auto", "representation for probes (auto: the method's, h for aavae/ae/aaae, else mu)"
+        "auto", "representation for probes (auto: the method spec's, h for aavae/ae/aaae, else mu)"
     )
     mi_batch: int = _opt(256, "aggregate-posterior batch for MI (CR-VAE: 256)", low=1)
     iwae_k: int = _opt(100, "IWAE samples per image (0: skip)", low=0)
@@ -46,7 +46,8 @@ class EvalConfig:
     linear_epochs: int = _opt(200, "epochs of the Adam linear probe (CR-VAE; 0: skip)", low=0)
     run_linear_sgd: bool | None = _opt(
         None,
-        "AAVAE linear eval with re-encoded augmented images (default: aavae/ae/aaae only)",
+        "AAVAE linear eval with re-encoded augmented images (default: the method spec's, "
+        "on for aavae/ae/aaae only)",
         flag="linear_sgd",
     )
     linear_sgd_epochs: int = _opt(90, "epochs of the AAVAE linear eval", low=1)
