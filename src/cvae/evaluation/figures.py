@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cvae.evaluation.plots import (
     save_curves,
@@ -85,7 +85,10 @@ def _interpolations(c: EvalContext, folder: Path) -> dict[str, Any]:
 def _embeddings(c: EvalContext, folder: Path) -> dict[str, Any]:
     """``--embedding``: UMAP and/or t-SNE of the evaluation mu (t-SNE when umap-learn is
     missing, with a note)."""
-    methods = {"none": [], "both": ["umap", "tsne"]}.get(c.config.embedding, [c.config.embedding])
+    chosen = c.config.embedding
+    methods: list[Literal["umap", "tsne"]] = (
+        ["umap", "tsne"] if chosen == "both" else [] if chosen == "none" else [chosen]
+    )
     missing = umap_missing() if "umap" in methods else None
     if missing is not None:
         c.notes.lines.append(missing)

@@ -134,7 +134,8 @@ class EvalContext:
 
     @property
     def eval_split(self) -> ImageDataset:
-        return self.data.test if self.data.test is not None else self.data.val  # type: ignore[return-value]
+        test = self.data.test
+        return self.data.val if test is None else test
 
     @property
     def seed(self) -> int:
@@ -289,15 +290,17 @@ def _nll_iwae(c: EvalContext) -> Computed:
     index = torch.arange(len(x))
     if 0 < n < len(x):
         index = torch.randperm(len(x), generator=c.generator())[:n].sort().values
-    likelihood: Likelihood = c.likelihood  # type: ignore[assignment]  (the need checked it)
-    raw = iwae_nll(c.run.model, x[index], likelihood, k=c.config.iwae_k, seed=c.seed)
+    assert isinstance(c.likelihood, Likelihood)  # the "likelihood" need
+    raw = iwae_nll(c.run.model, x[index], c.likelihood, k=c.config.iwae_k, seed=c.seed)
     every = len(index) == len(x)
     raw["protocol"]["subset"] = "all images" if every else f"random subset (seed {c.seed})"
     return Metric.from_dict(raw)
 
 
 def _labels(c: EvalContext) -> tuple[torch.Tensor, torch.Tensor]:
-    return c.data.train.labels, c.eval_split.labels  # type: ignore[return-value]
+    train, evals = c.data.train.labels, c.eval_split.labels
+    assert train is not None and evals is not None  # the "labels" need
+    return train, evals
 
 
 def _logreg_paper(c: EvalContext) -> Computed:
