@@ -17,8 +17,8 @@ from cvae.data.base import from_float, to_float
 from cvae.errors import CvaeError
 from cvae.methods import Method, build_method
 from cvae.networks import VAE
-from cvae.training.checkpoint import load_checkpoint
-from cvae.training.trainer import CHECKPOINT, resolve_device
+from cvae.training.checkpoint import CHECKPOINT, load_run_checkpoint, load_state
+from cvae.training.trainer import resolve_device
 
 
 @dataclass
@@ -119,10 +119,11 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     if not run_dir.is_dir():
         raise CvaeError(f"{run_dir}: run directory not found")
     dev = resolve_device(device)
-    ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
+    path = run_dir / CHECKPOINT
+    ckpt = load_run_checkpoint(path, map_location=dev)
     shape = tuple(ckpt["image_shape"])
     cfg = resolve(from_plain(ckpt["config"]), shape)  # type: ignore[arg-type]
     method = build_method(cfg, shape).to(dev)  # type: ignore[arg-type]
-    method.load_state_dict(ckpt["method"])
+    load_state(method, ckpt["method"], path, "model")
     method.eval()
     return Run(run_dir, cfg, method, shape, ckpt["epoch"], dev)  # type: ignore[arg-type]

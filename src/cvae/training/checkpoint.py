@@ -8,7 +8,9 @@ augmentation/noise generator state and the global torch RNG states.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,15 @@ import torch
 
 from cvae.errors import CvaeError
 
+CHECKPOINT = Path("checkpoints") / "last.pt"
+"""A run's checkpoint, relative to its directory."""
+
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
-    """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    A write error (a full disk) leaves the previous file and raises a CvaeError naming ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -27,10 +35,22 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CvaeError(
+            f"{path}: cannot write checkpoint ({err.strerror or err}); the previous one is kept"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def temp_files(folder: Path, name: str) -> list[Path]:
+    """Leftovers of interrupted atomic writes of ``folder/name`` (by this module or RunLog)."""
+    if not folder.is_dir():
+        return []
+    return sorted([*folder.glob(f".{name}.*"), *folder.glob(f"{name}.tmp")])
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -38,10 +58,75 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise CvaeError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt/unsafe files
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CvaeError(
+            f"{path}: not a cvae checkpoint (it holds Python objects other than tensors and "
+            "plain data, which are not loaded for safety)"
+        ) from None
+    except Exception as err:  # torch raises several types for corrupt files
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CvaeError(f"{path}: unreadable checkpoint ({reason})") from None
+    return ckpt
+
+
+def load_run_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """:func:`load_checkpoint` of a run's checkpoint, with every entry a resume needs."""
+    return check_checkpoint(load_checkpoint(path, map_location), path)
+
+
+RUN_KEYS: dict[str, type | tuple[type, ...]] = {
+    "method": dict,
+    "optimizer": dict,
+    "scheduler": (dict, type(None)),
+    "epoch": int,
+    "step": int,
+    "sums": dict,
+    "generator": (torch.Tensor, type(None)),
+    "rng": dict,
+    "config": dict,
+    "image_shape": list,
+}
+"""Entries of a run checkpoint and their types."""
+
+
+def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
+    """``ckpt`` if it has every entry of a run checkpoint, else a one-line CvaeError."""
+    if not isinstance(ckpt, dict):
+        raise CvaeError(f"{path}: not a cvae checkpoint (a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in RUN_KEYS if k not in ckpt]
+    wrong = [k for k, t in RUN_KEYS.items() if k in ckpt and not isinstance(ckpt[k], t)]
+    if missing or wrong:
+        what = f"missing {', '.join(missing)}" if missing else f"bad {', '.join(wrong)}"
+        raise CvaeError(f"{path}: not a cvae run checkpoint ({what})")
+    return ckpt
+
+
+def load_state(module: Any, state: dict[str, Any], path: Path, what: str) -> None:
+    """``module.load_state_dict(state)``; a mismatch (foreign checkpoint) is a one-line error."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CvaeError(f"{path}: {what} state does not fit this run ({reason[:200]})") from None
+
+
+def all_finite(tensors: Any) -> bool:
+    """Whether every floating-point tensor in a (nested) state dict is finite (one sync)."""
+    flags = [torch.isfinite(t).all() for t in _tensors(tensors) if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors(v)]
+    return []
 
 
 def rng_state() -> dict[str, Any]:

@@ -15,23 +15,41 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from cvae.config import RunConfig, TrainConfig, resolve, save_yaml
+from cvae.config import (
+    RunConfig,
+    TrainConfig,
+    changed_keys,
+    from_plain,
+    resolve,
+    save_yaml,
+)
+from cvae.config import (
+    validate as validate_config,
+)
 from cvae.data import DataSplits, load_data
-from cvae.errors import CvaeError, TrainingDiverged
+from cvae.errors import ConfigError, CvaeError, TrainingDiverged
 from cvae.methods import Method, build_method
 from cvae.methods.base import Shard
 from cvae.training import distributed
-from cvae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cvae.training.runlog import RunLog
+from cvae.training.checkpoint import (
+    CHECKPOINT,
+    all_finite,
+    load_run_checkpoint,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from cvae.training.rundir import RunDir
+from cvae.training.runlog import METRICS, RunLog, completed_rows
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 NAN_CHECK_EVERY = 25  # steps between finiteness checks (each one syncs the device)
 
 
@@ -50,7 +68,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CvaeError(f"device '{name}' requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
 
 
 def data_from_config(cfg: RunConfig) -> DataSplits:
@@ -73,6 +94,13 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 1009 + stream)
 
 
+RESUMABLE_KEYS = frozenset(
+    {"train.epochs", "train.device", "train.threads", "train.progress", "train.compile",
+     "data.download", "data.data_dir"}
+)  # fmt: skip
+"""Config keys a resumed run may change (how and how long it runs, where its data lies)."""
+
+
 def train(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -85,37 +113,72 @@ def train(
     Data-parallel when started by torchrun (or inside an initialised process group): the
     checkpoint is the same as a single process writes, so either can resume the other.
     """
+    validate_config(cfg)
     ctx, device, started = distributed.setup(resolve_device(cfg.train.device))
+    guard = RunDir(Path(run_dir))
     try:
-        return _train(cfg, Path(run_dir), resume, data, ctx, device)
+        return _train(cfg, guard, resume, data, ctx, device)
     finally:
+        guard.release()
         if started:
             dist.destroy_process_group()
 
 
+def _open_run(
+    cfg: RunConfig, guard: RunDir, resume: bool, main: bool
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Check the run directory before anything is loaded or written; lock it when it exists.
+    Returns the checkpoint to resume from (None for a new run) and the kept metrics rows."""
+    run_dir = guard.path
+    if not resume:
+        guard.check_new()
+    elif not (run_dir / CHECKPOINT).is_file():
+        raise CvaeError(f"{run_dir / CHECKPOINT}: checkpoint not found; nothing to resume")
+    if main and run_dir.is_dir():
+        guard.lock()
+    if not resume:
+        return None, []
+    ckpt = load_run_checkpoint(run_dir / CHECKPOINT)
+    saved = from_plain(ckpt["config"])
+    changed = [
+        k for k in changed_keys(saved, resolve(cfg, tuple(ckpt["image_shape"])))
+        if k not in RESUMABLE_KEYS
+    ]  # fmt: skip
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: the config differs from the run's checkpoint in {', '.join(changed)}; "
+            "a resumed run trains as it started (restore config.yaml or start a new run)"
+        )
+    if not all_finite(ckpt["method"]):
+        raise CvaeError(f"{run_dir / CHECKPOINT} holds non-finite weights; it cannot be resumed")
+    rows = completed_rows(run_dir / METRICS, ckpt["epoch"]) if main else []
+    return ckpt, rows
+
+
 def _train(
     cfg: RunConfig,
-    run_dir: Path,
+    guard: RunDir,
     resume: bool,
     data: DataSplits | None,
     ctx: distributed.Context,
     device: torch.device,
 ) -> TrainResult:
+    run_dir = guard.path
     tc = cfg.train
+    ckpt, rows = _open_run(cfg, guard, resume, ctx.main)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     data = data if data is not None else data_from_config(cfg)
     shape = data.train.shape
     cfg = resolve(cfg, shape)
-
-    ckpt = load_checkpoint(run_dir / CHECKPOINT) if resume else None
-    if not resume and (run_dir / CHECKPOINT).exists():
-        raise CvaeError(f"{run_dir} already holds a run; use --resume or another --out")
-    if ctx.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
-        (run_dir / "data.json").write_text(
-            json.dumps({"image_shape": list(shape), **data.info}, indent=2, default=str)
+    if ckpt is not None and list(shape) != list(ckpt["image_shape"]):
+        raise CvaeError(
+            f"{run_dir}: the data's images are {list(shape)}, the run's {ckpt['image_shape']}"
+        )
+    if len(data.train.images) == 0:
+        raise ConfigError(
+            f"no training images (data.val_fraction={cfg.data.val_fraction} of "
+            f"{len(data.val.images)} images goes to validation)"
         )
 
     torch.manual_seed(tc.seed)
@@ -128,25 +191,38 @@ def _train(
     scheduler = build_scheduler(tc, optimizer, steps_per_epoch)
     epoch, start_step, sums = 0, 0, {}
     if ckpt is not None:
-        method.load_state_dict(ckpt["method"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        path = run_dir / CHECKPOINT
+        load_state(method, ckpt["method"], path, "model")
+        load_state(optimizer, ckpt["optimizer"], path, "optimizer")
         if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
+            load_state(scheduler, ckpt["scheduler"] or {}, path, "scheduler")
         set_rng_state(ckpt["rng"])
         epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt["sums"]
         if not ctx.main:  # the saved sums are global: count them once
             sums = {k: 0.0 for k in sums}
+    if ctx.main:  # every check passed: the first write
+        guard.lock()
+        save_yaml(cfg, run_dir / "config.yaml")
+        (run_dir / "data.json").write_text(
+            json.dumps({"image_shape": list(shape), **data.info}, indent=2, default=str)
+        )
     if tc.compile:
         method.model.encoder.compile()
         method.model.decoder.compile()
     ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
 
-    log = RunLog(run_dir, tc.tensorboard, completed_epochs=epoch) if ctx.main else None
+    log = RunLog(run_dir, tc.tensorboard, epoch, rows) if ctx.main else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+
+    def check_state(where: str) -> None:
+        """Weights and optimizer state finite (identical on every process: all stop together)."""
+        if not (all_finite(method.state_dict()) and all_finite(optimizer.state_dict())):
+            _diverged("the weights", where, run_dir)
 
     def checkpoint(
         epoch: int, step: int, gen_state: torch.Tensor | None, sums: dict[str, torch.Tensor]
     ) -> None:
+        check_state(f"after epoch {epoch + 1} step {step}" if step else f"after epoch {epoch}")
         if not ctx.main:
             return
         payload = {
@@ -200,13 +276,15 @@ def _train(
                 if mid_ckpt or (step + 1) % NAN_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
                     # sums["loss"] covers every step so far: nothing non-finite gets checkpointed;
                     # summed over processes, so that all of them stop together
-                    _check_finite(ctx.sum({"loss": sums["loss"]})["loss"], epoch, step, run_dir)
+                    if not torch.isfinite(ctx.sum({"loss": sums["loss"]})["loss"]):
+                        _diverged("the loss", f"by epoch {epoch + 1} step {step + 1}", run_dir)
                     bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
                 if mid_ckpt:
                     checkpoint(epoch, step + 1, gen.get_state(), ctx.sum(sums))
                 bar.update()
             bar.close()
             method.after_epoch()
+            check_state(f"after epoch {epoch + 1}")  # before its row is logged
             sums = ctx.sum(sums)  # every process needs the train loss (plateau scheduler)
             count = float(sums.pop("n"))
             row: dict[str, Any] = {"epoch": epoch + 1}
@@ -327,11 +405,9 @@ def _summary(row: dict[str, Any], epochs: int) -> str:
     return f"epoch {row['epoch']}/{epochs} {losses} ({row['images_per_sec']:.0f} img/s)"
 
 
-def _check_finite(loss: torch.Tensor, epoch: int, step: int, run_dir: Path) -> None:
-    if not torch.isfinite(loss):
-        ckpt = run_dir / CHECKPOINT
-        kept = f"last good checkpoint kept at {ckpt}" if ckpt.exists() else "no checkpoint yet"
-        raise TrainingDiverged(
-            f"loss became non-finite by epoch {epoch + 1} step {step + 1}; {kept} "
-            "(lower train.lr or set train.grad_clip)"
-        )
+def _diverged(what: str, where: str, run_dir: Path) -> NoReturn:
+    ckpt = run_dir / CHECKPOINT
+    kept = f"last good checkpoint kept at {ckpt}" if ckpt.exists() else "no checkpoint was written"
+    raise TrainingDiverged(
+        f"{what} became non-finite {where}; {kept} (lower train.lr or set train.grad_clip)"
+    )
