@@ -8,7 +8,6 @@ augmentation/noise generator state and the global torch RNG states.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 import warnings
 from pathlib import Path
@@ -61,13 +60,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CvaeError(
-            f"{path}: not a cvae checkpoint (it holds Python objects other than tensors and "
-            "plain data, which are not loaded for safety)"
-        ) from None
-    except Exception as err:  # torch raises several types for corrupt files
+    except Exception as err:  # torch raises several types for corrupt/unsafe files
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if reason.startswith("Weights only load failed"):  # torch's advice is unsafe: not shown
+            reason = "it holds Python objects other than tensors, not loaded for safety"
         raise CvaeError(f"{path}: unreadable checkpoint ({reason})") from None
     return ckpt
 

@@ -13,6 +13,9 @@ from cvae.training.checkpoint import CHECKPOINT, temp_files
 from cvae.training.runlog import METRICS
 
 LOCK = ".cvae.lock"
+PREPARED = frozenset({"sweep.yaml", "train.log"})
+"""Files a sweep writes into a run directory before the run starts (training never writes
+them, so a folder holding only these is free for a new run)."""
 
 
 class RunDir:
@@ -26,7 +29,8 @@ class RunDir:
             raise CvaeError(f"{self.path} already holds a run; use --resume or another --out")
         if self.path.exists() and not self.path.is_dir():
             raise CvaeError(f"{self.path} is a file, not a run directory; choose another --out")
-        if self.path.is_dir() and any(self.path.iterdir()) and not (self.path / LOCK).exists():
+        foreign = self.path.is_dir() and {p.name for p in self.path.iterdir()} - PREPARED
+        if foreign and not (self.path / LOCK).exists():
             raise CvaeError(
                 f"{self.path} is not empty and is not a cvae run; choose another --out "
                 "(nothing was written)"
@@ -42,14 +46,10 @@ class RunDir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise CvaeError(
-                f"{self.path} is in use by another cvae train (pid {holder}); "
-                "wait for it to finish or stop it"
+                f"{self.path} is in use by another cvae train; wait for it to finish or stop it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         for tmp in [*temp_files(self.path / CHECKPOINT.parent, CHECKPOINT.name),
                     *temp_files(self.path, METRICS)]:  # fmt: skip

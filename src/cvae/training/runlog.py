@@ -67,13 +67,13 @@ def completed_rows(path: Path, completed_epochs: int) -> list[dict[str, Any]]:
         raise DataError(f"{path}: malformed metrics file ({err}); fix or move it away") from None
     kept = []
     for i, row in enumerate(rows, start=2):
-        epoch = row.get("epoch")
-        if None in row or None in row.values() or not isinstance(epoch, float):
+        numbers = all(isinstance(v, float) or v == "" for v in row.values())
+        if None in row or not numbers or not isinstance(row.get("epoch"), float):
             raise DataError(
-                f"{path}: malformed metrics file (line {i}: not the columns of the header or "
-                "no numeric epoch); fix or move it away"
+                f"{path}: malformed metrics file (line {i}: not the header's columns, a value "
+                "that is not a number, or no epoch); fix or move it away"
             )
-        if epoch <= completed_epochs:
+        if row["epoch"] <= completed_epochs:
             kept.append(row)
     return kept
 

@@ -291,6 +291,8 @@ def _train(
             row.update({f"train_{k}": float(v) / count for k, v in sums.items()})
             if log is not None:
                 val = validate(method, val_x, bs, tc.seed)
+                if not all(map(math.isfinite, val.values())):
+                    _diverged("the validation loss", f"after epoch {epoch + 1}", run_dir)
                 row.update({f"val_{k}": v for k, v in val.items()})
             seconds = time.perf_counter() - t0
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
