@@ -11,11 +11,11 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
-from cvae.errors import CvaeError
+from cvae.errors import CvaeError, TrainingDiverged
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 """A run's checkpoint, relative to its directory."""
@@ -136,3 +136,72 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointer:
+    """Owns what an exact resume needs: the method's and optimizer's state, the LR schedule's,
+    the global RNG states, the position (epoch, step), the epoch's running sums and the
+    augmentation generator's state. It writes nothing non-finite: a diverged run keeps its
+    last good checkpoint."""
+
+    def __init__(
+        self,
+        path: Path,
+        method: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: Any,
+        config: dict[str, Any],
+        image_shape: list[int],
+        writer: bool,
+    ) -> None:
+        self.path, self.method, self.optimizer, self.schedule = path, method, optimizer, schedule
+        self.config, self.image_shape, self.writer = config, image_shape, writer
+
+    def restore(
+        self, ckpt: dict[str, Any]
+    ) -> tuple[int, int, dict[str, float], torch.Tensor | None]:
+        """Load a (checked) run checkpoint's states; return its position: (epoch, step, the
+        epoch's sums, the generator state)."""
+        load_state(self.method, ckpt["method"], self.path, "model")
+        load_state(self.optimizer, ckpt["optimizer"], self.path, "optimizer")
+        load_state(self.schedule, ckpt["scheduler"], self.path, "scheduler")
+        set_rng_state(ckpt["rng"])
+        return ckpt["epoch"], ckpt["step"], ckpt["sums"], ckpt["generator"]
+
+    def check_finite(self, where: str) -> None:
+        """Weights and optimizer state finite (identical on every process: all stop together)."""
+        if not (all_finite(self.method.state_dict()) and all_finite(self.optimizer.state_dict())):
+            self.diverged("the weights", where)
+
+    def diverged(self, what: str, where: str) -> NoReturn:
+        kept = (
+            f"last good checkpoint kept at {self.path}"
+            if self.path.exists()
+            else "no checkpoint was written"
+        )
+        raise TrainingDiverged(
+            f"{what} became non-finite {where}; {kept} (lower train.lr or set train.grad_clip)"
+        )
+
+    def save(
+        self, epoch: int, step: int, generator: torch.Tensor | None, sums: dict[str, float]
+    ) -> None:
+        """Checkpoint after ``step`` steps of epoch ``epoch`` (step 0: ``epoch`` epochs done).
+        Every process calls it (the finiteness check); the writer alone writes."""
+        where = f"after epoch {epoch + 1} step {step}" if step else f"after epoch {epoch}"
+        self.check_finite(where)
+        if not self.writer:
+            return
+        payload = {
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "sums": sums,
+            "generator": generator,
+            "rng": rng_state(),
+            "config": self.config,
+            "image_shape": self.image_shape,
+        }
+        save_checkpoint(payload, self.path)

@@ -29,8 +29,15 @@ class RunLog:
                 str(run_dir / "tensorboard"), purge_step=completed_epochs + 1
             )
 
-    def log(self, row: dict[str, Any]) -> None:
+    def log(self, row: dict[str, Any], print_summary: bool = False, epochs: int = 0) -> None:
+        """Append ``row``; with ``print_summary``, also print it on one line."""
         self.rows.append(row)
+        if print_summary:
+            losses = " ".join(
+                f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("train_", "val_"))
+            )
+            print(f"epoch {row['epoch']}/{epochs} {losses} ({row['images_per_sec']:.0f} img/s)",
+                  flush=True)  # fmt: skip
         self._write()
         if self.writer is not None:
             for key, value in row.items():
