@@ -28,6 +28,7 @@ from cvae.data import DataSplits, load_data
 from cvae.errors import ConfigError, CvaeError
 from cvae.methods import Method, build_method
 from cvae.methods.base import Shard
+from cvae.threads import torch_threads
 from cvae.training import distributed
 from cvae.training.checkpoint import CHECKPOINT, Checkpointer, all_finite, load_run_checkpoint
 from cvae.training.rundir import RunDir
@@ -102,7 +103,8 @@ def train(
     ctx, device, started = distributed.setup(resolve_device(cfg.train.device))
     guard = RunDir(Path(run_dir))
     try:
-        return _train(cfg, guard, resume, data, ctx, device)
+        with torch_threads(cfg.train.threads):
+            return _train(cfg, guard, resume, data, ctx, device)
     finally:
         guard.release()
         if started:
@@ -140,6 +142,25 @@ def _open_run(
     return ckpt, rows
 
 
+@dataclass
+class _Loop:
+    """What the epochs step, built once per run (see :func:`_build`)."""
+
+    cfg: RunConfig
+    ctx: distributed.Context
+    device: torch.device
+    method: Method
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    saver: Checkpointer
+    train_x: torch.Tensor
+    val_x: torch.Tensor
+    steps: int
+    """Global batches per epoch."""
+    ddp: nn.Module | None
+    autocast: torch.autocast
+
+
 def _train(
     cfg: RunConfig,
     guard: RunDir,
@@ -150,81 +171,110 @@ def _train(
 ) -> TrainResult:
     run_dir, tc = guard.path, cfg.train
     ckpt, rows = _open_run(cfg, guard, resume, ctx.main)
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
     data, cfg = _data_for_run(cfg, data, ckpt, run_dir)
-    shape = data.train.shape
-    torch.manual_seed(tc.seed)
-    method = build_method(cfg, shape).to(device)
-    train_x, val_x = data.train.images.to(device), data.val.images.to(device)
-    n, bs = len(train_x), tc.batch_size
-    steps_per_epoch = _steps_per_epoch(n, bs, tc.drop_last, tc.epoch_fraction, ctx.world)
-    optimizer = build_optimizer(tc, method.parameters())
-    schedule = LRSchedule(tc, optimizer, steps_per_epoch)
-    saver = Checkpointer(run_dir / CHECKPOINT, method, optimizer, schedule, cfg.to_dict(),
-                         list(shape), writer=ctx.main)  # fmt: skip
-    epoch, start_step, sums, gen_state = saver.restore(ckpt) if ckpt else (0, 0, {}, None)
+    loop = _build(cfg, data, ctx, device, run_dir)
+    epoch, step, sums, gen_state = loop.saver.restore(ckpt) if ckpt else (0, 0, {}, None)
     if ctx.main:  # every check passed: the first write
         guard.lock()
-        _write_run_files(run_dir, cfg, shape, data.info)
-    if tc.compile:
-        method.model.encoder.compile()
-        method.model.decoder.compile()
-    ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
+        _write_run_files(run_dir, cfg, data.train.shape, data.info)
     log = RunLog(run_dir, tc.tensorboard, epoch, rows) if ctx.main else None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     try:
         while epoch < tc.epochs:
             t0 = time.perf_counter()
-            method.train()
-            cpu = torch.device("cpu")
-            perm = torch.randperm(n, generator=epoch_generator(tc.seed, epoch, 0, cpu)).to(device)
-            gen = epoch_generator(tc.seed, epoch, 1, device)
-            if start_step and gen_state is not None:
-                gen.set_state(gen_state)
-            stats = EpochStats(ctx, device, sums)
-            bar = _progress_bar(steps_per_epoch, start_step, epoch, tc, ctx.main)
-            for step in range(start_step, steps_per_epoch):
-                idx = perm[step * bs : (step + 1) * bs]
-                shard = ctx.shard(len(idx))
-                if shard is not None:
-                    idx = idx[shard.rows]
-                method.epoch_progress = epoch + step / steps_per_epoch
-                out = train_step(
-                    method, optimizer, train_x[idx], gen, tc.grad_clip, autocast, shard, ddp
-                )
-                schedule.on_step()
-                stats.add(out, len(idx))
-                mid_ckpt = tc.checkpoint_every_steps and (step + 1) % tc.checkpoint_every_steps == 0
-                if mid_ckpt or (step + 1) % NAN_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
-                    if not stats.loss_finite():  # all processes stop together
-                        saver.diverged("the loss", f"by epoch {epoch + 1} step {step + 1}")
-                    bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
-                if mid_ckpt:
-                    saver.save(epoch, step + 1, gen.get_state(), stats.totals())
-                bar.update()
-            bar.close()
-            method.after_epoch()
-            saver.check_finite(f"after epoch {epoch + 1}")  # before its row is logged
+            stats = _train_epoch(loop, epoch, step, sums, gen_state)
+            loop.saver.check_finite(f"after epoch {epoch + 1}")  # before its row is logged
             row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in stats.means().items()}}
             if log is not None:  # the main process validates and logs
-                val = validate(method, val_x, bs, tc.seed)
-                if not all(map(math.isfinite, val.values())):
-                    saver.diverged("the validation loss", f"after epoch {epoch + 1}")
-                row.update({f"val_{k}": v for k, v in val.items()})
+                row.update(_validation_row(loop, epoch))
                 seconds = time.perf_counter() - t0
-                row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
-                row["images_per_sec"] = round((steps_per_epoch - start_step) * bs / seconds, 1)
+                row.update(lr=loop.optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
+                row["images_per_sec"] = round((loop.steps - step) * tc.batch_size / seconds, 1)
                 log.log(row, print_summary=tc.progress, epochs=tc.epochs)
-            schedule.on_epoch(row["train_loss"])
-            epoch, start_step, sums = epoch + 1, 0, {}
+            loop.schedule.on_epoch(row["train_loss"])
+            epoch, step, sums, gen_state = epoch + 1, 0, {}, None
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
-                saver.save(epoch, 0, None, {})
+                loop.saver.save(epoch, 0, None, {})
         ctx.barrier()  # every process returns once the last checkpoint is written
     finally:
         if log is not None:
             log.close()
     return TrainResult(run_dir, cfg, epoch, [] if log is None else log.rows, ctx.rank)
+
+
+def _build(
+    cfg: RunConfig, data: DataSplits, ctx: distributed.Context, device: torch.device, run_dir: Path
+) -> _Loop:
+    """The method (seeded init), the data on the device, optimizer, LR schedule, checkpointer."""
+    tc, shape = cfg.train, data.train.shape
+    torch.manual_seed(tc.seed)
+    method = build_method(cfg, shape).to(device)
+    train_x, val_x = data.train.images.to(device), data.val.images.to(device)
+    steps = _steps_per_epoch(
+        len(train_x), tc.batch_size, tc.drop_last, tc.epoch_fraction, ctx.world
+    )
+    optimizer = build_optimizer(tc, method.parameters())
+    schedule = LRSchedule(tc, optimizer, steps)
+    saver = Checkpointer(run_dir / CHECKPOINT, method, optimizer, schedule, cfg.to_dict(),
+                         list(shape), writer=ctx.main)  # fmt: skip
+    if tc.compile:
+        method.model.encoder.compile()
+        method.model.decoder.compile()
+    ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    return _Loop(cfg, ctx, device, method, optimizer, schedule, saver, train_x, val_x, steps,
+                 ddp, autocast)  # fmt: skip
+
+
+def _train_epoch(
+    loop: _Loop,
+    epoch: int,
+    start_step: int,
+    sums: dict[str, float],
+    gen_state: torch.Tensor | None,
+) -> EpochStats:
+    """Steps ``start_step..`` of ``epoch``: batches of a permutation seeded by (seed, epoch), one
+    optimisation step each, the loss checked for finiteness every ``NAN_CHECK_EVERY`` steps,
+    mid-epoch checkpoints every ``train.checkpoint_every_steps``."""
+    tc, bs, ctx = loop.cfg.train, loop.cfg.train.batch_size, loop.ctx
+    loop.method.train()
+    cpu = torch.device("cpu")
+    n = len(loop.train_x)
+    perm = torch.randperm(n, generator=epoch_generator(tc.seed, epoch, 0, cpu)).to(loop.device)
+    gen = epoch_generator(tc.seed, epoch, 1, loop.device)
+    if start_step and gen_state is not None:
+        gen.set_state(gen_state)
+    stats = EpochStats(ctx, loop.device, sums)
+    bar = _progress_bar(loop.steps, start_step, epoch, tc, ctx.main)
+    for step in range(start_step, loop.steps):
+        idx = perm[step * bs : (step + 1) * bs]
+        shard = ctx.shard(len(idx))
+        if shard is not None:
+            idx = idx[shard.rows]
+        loop.method.epoch_progress = epoch + step / loop.steps
+        out = train_step(loop.method, loop.optimizer, loop.train_x[idx], gen, tc.grad_clip,
+                         loop.autocast, shard, loop.ddp)  # fmt: skip
+        loop.schedule.on_step()
+        stats.add(out, len(idx))
+        done = step + 1
+        mid_ckpt = tc.checkpoint_every_steps and done % tc.checkpoint_every_steps == 0
+        if mid_ckpt or done % NAN_CHECK_EVERY == 0 or done == loop.steps:
+            if not stats.loss_finite():  # all processes stop together
+                loop.saver.diverged("the loss", f"by epoch {epoch + 1} step {done}")
+            bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
+        if mid_ckpt:
+            loop.saver.save(epoch, done, gen.get_state(), stats.totals())
+        bar.update()
+    bar.close()
+    loop.method.after_epoch()
+    return stats
+
+
+def _validation_row(loop: _Loop, epoch: int) -> dict[str, float]:
+    """``val_<term>`` means on the validation split; a non-finite one is divergence."""
+    val = validate(loop.method, loop.val_x, loop.cfg.train.batch_size, loop.cfg.train.seed)
+    if not all(map(math.isfinite, val.values())):
+        loop.saver.diverged("the validation loss", f"after epoch {epoch + 1}")
+    return {f"val_{k}": v for k, v in val.items()}
 
 
 def _data_for_run(
