@@ -93,8 +93,8 @@ def _nan_weights(ckpt: dict) -> dict:
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
-        (lambda ckpt: {"weights": torch.zeros(2)}, "not a checkpoint this cvae can load"),
-        (lambda ckpt: [1, 2, 3], "not a checkpoint this cvae can load"),
+        (lambda ckpt: {"weights": torch.zeros(2)}, "not a cvae run checkpoint (missing method"),
+        (lambda ckpt: [1, 2, 3], "not a cvae checkpoint (a list"),
         (_drop_a_weight, "missing key"),
         (_reshape_a_weight, "size mismatch"),
         (lambda ckpt: {**ckpt, "config": {"method": "nope"}}, "unknown method"),

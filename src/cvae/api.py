@@ -18,13 +18,13 @@ import torch
 
 from cvae.config import RunConfig, from_plain, resolve
 from cvae.data.base import IN_MEMORY, DataSplits, ImageDataset, from_float, to_float
-from cvae.errors import CvaeError
+from cvae.errors import CvaeError, one_line
 from cvae.methods import Method, build_method
 from cvae.networks import VAE
 from cvae.training import TrainResult
 from cvae.training import train as _train
-from cvae.training.checkpoint import load_checkpoint
-from cvae.training.trainer import CHECKPOINT, resolve_device
+from cvae.training.checkpoint import CHECKPOINT, load_run_checkpoint, load_state
+from cvae.training.trainer import resolve_device
 
 
 @dataclass
@@ -139,15 +139,15 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     except RuntimeError:
         raise CvaeError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from None
     path = run_dir / CHECKPOINT
-    ckpt = load_checkpoint(path, map_location=dev)
+    ckpt = load_run_checkpoint(path, map_location=dev)
     try:
         shape = tuple(int(n) for n in ckpt["image_shape"])
         cfg = resolve(from_plain(ckpt["config"]), shape)  # type: ignore[arg-type]
         method = build_method(cfg, shape).to(dev)  # type: ignore[arg-type]
-        method.load_state_dict(ckpt["method"])
         epoch = int(ckpt["epoch"])
     except (CvaeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
-        raise CvaeError(f"{path}: not a checkpoint this cvae can load ({_one_line(err)})") from None
+        raise CvaeError(f"{path}: not a checkpoint this cvae can load ({one_line(err)})") from None
+    load_state(method, ckpt["method"], path, "model")
     state = method.state_dict().items()
     bad = [k for k, v in state if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
@@ -218,17 +218,6 @@ def dataset_sha256(data: ImageDataset) -> str:
 
 def _splits(data: DataSplits) -> list[tuple[str, ImageDataset | None]]:
     return [("train", data.train), ("val", data.val), ("test", data.test)]
-
-
-def _one_line(err: BaseException, limit: int = 200) -> str:
-    """An exception as one informative line (headers such as ``Error(s) in ...:`` dropped, a
-    missing key named), shortened to ``limit`` characters."""
-    if isinstance(err, KeyError):
-        return f"no {err} entry"
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = "; ".join([line for line in lines if not line.endswith(":")] or lines)
-    text = text or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_data_info(run_dir: Path) -> dict[str, Any]:

@@ -176,30 +176,55 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
     return C.validate(cfg)
 
 
+def _import_train():  # -> cvae.training.train
+    """Import the training stack with Ctrl-C held back until the import is complete: an import
+    of torch or numpy interrupted halfway breaks the next one. A Ctrl-C meanwhile is raised
+    after it."""
+    import signal
+
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
+    try:
+        from cvae.training import train
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+    return train
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from cvae.training import train
+    run_dir = args.resume
+    try:
+        train = _import_train()
+        cfg = _train_config(args)
+        if run_dir is None:
+            run_dir = args.out or Path("runs") / (
+                f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+        if args.devices is not None and args.devices > 1:
+            from cvae.training.distributed import launch_train
 
-    cfg = _train_config(args)
-    if args.resume is not None:
-        run_dir = args.resume
-    else:
-        run_dir = (
-            args.out
-            or Path("runs") / f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            code = launch_train(cfg, run_dir, args.resume is not None, args.devices)
+            if code != 0:
+                return code
+        else:
+            result = train(cfg, run_dir, resume=args.resume is not None)
+            if result.rank != 0:  # one of several torchrun processes: rank 0 reports
+                return 0
+            last = result.history[-1] if result.history else {}
+            summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
+            print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
+    except KeyboardInterrupt:
+        # training.checkpoint.CHECKPOINT, named here without importing torch
+        ckpt = None if run_dir is None else run_dir / "checkpoints" / "last.pt"
+        kept = (
+            f"the last checkpoint is kept (resume with `cvae train --resume {run_dir}`)"
+            if ckpt is not None and ckpt.is_file()
+            else "no checkpoint was written"
         )
-    if args.devices is not None and args.devices > 1:
-        from cvae.training.distributed import launch_train
-
-        code = launch_train(cfg, run_dir, args.resume is not None, args.devices)
-        if code != 0:
-            return code
-    else:
-        result = train(cfg, run_dir, resume=args.resume is not None)
-        if result.rank != 0:  # one of several torchrun processes: rank 0 reports
-            return 0
-        last = result.history[-1] if result.history else {}
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
-        print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
+        print(f"cvae: interrupted; {kept}", file=sys.stderr)
+        return 130
     if args.eval:
         from cvae.evaluation.evaluate import evaluate
 

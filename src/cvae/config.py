@@ -7,6 +7,8 @@ reproduction spec resolves is a field here, so a preset can select either behavi
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -190,8 +192,16 @@ _CHOICES = {
 }
 
 
+SEED_RANGE = 2**32
+"""Seeds are in [0, 2**32): per-epoch generators derive larger seeds that torch must accept."""
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
 def validate(cfg: RunConfig) -> RunConfig:
-    """Raise :class:`ConfigError` (one line) on the first bad value; return ``cfg``."""
+    """Raise :class:`ConfigError` (one line) on the first bad value; return ``cfg``.
+
+    Needs no data: every check here runs before anything is loaded or written.
+    """
     from cvae.data import DATASETS
     from cvae.data.base import IN_MEMORY
     from cvae.methods import METHODS
@@ -206,6 +216,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         value = _get(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    _check_finite(cfg.to_dict(), "")
     positive = {
         "model.latent_dim": cfg.model.latent_dim,
         "train.epochs": cfg.train.epochs,
@@ -223,38 +234,95 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"model.channels must be positive integers, got {cfg.model.channels}")
     if any(s <= 0 for s in cfg.model.projection):
         raise ConfigError(f"model.projection sizes must be > 0, got {cfg.model.projection}")
+    _validate_loss(cfg)
+    _validate_train(cfg.train)
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
+    if not 0 <= cfg.data.split_seed < SEED_RANGE:
+        raise ConfigError(f"data.split_seed must be in [0, 2**32), got {cfg.data.split_seed}")
+    return cfg
+
+
+def _check_finite(data: Any, key: str) -> None:
+    """Every number anywhere in the (plain) config is finite."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(data, list):
+        for v in data:
+            _check_finite(v, key)
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(f"{key} must be a finite number, got {data}")
+
+
+def _validate_loss(cfg: RunConfig) -> None:
+    from cvae.methods import METHODS
     from cvae.methods.schedules import parse_schedule
     from cvae.methods.terms import TERMS
 
-    for term, spec in TERMS.items():
-        weight = getattr(cfg.loss, spec.weight_field)
-        if weight is not None and weight < 0 and term != "barlow":  # BTVAE ablates lambda < 0
-            raise ConfigError(f"loss.{spec.weight_field} must be >= 0, got {weight}")
-    for term, text in cfg.loss.schedules.items():
+    loss = cfg.loss
+    for term, text in loss.schedules.items():
         if term not in TERMS:
             raise ConfigError(f"loss.schedules: unknown term '{term}'; terms: {', '.join(TERMS)}")
         parse_schedule(text)
-    for i, stage in enumerate(cfg.loss.stages):
-        if not isinstance(stage, dict) or set(stage) - {"epochs", "weights"}:
+    staged: set[str] = set()
+    for i, stage in enumerate(loss.stages):
+        weights = stage.get("weights", {}) if isinstance(stage, dict) else None
+        if not isinstance(weights, dict) or set(stage) - {"epochs", "weights"}:
             raise ConfigError(f"loss.stages[{i}] must be {{epochs: N, weights: {{term: w}}}}")
-        if not isinstance(stage.get("epochs"), int) or stage["epochs"] < 1:
+        epochs = stage.get("epochs")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ConfigError(f"loss.stages[{i}].epochs must be a positive integer")
-        unknown = set(stage.get("weights", {})) - set(TERMS)
+        unknown = set(weights) - set(TERMS)
         if unknown:
             raise ConfigError(f"loss.stages[{i}]: unknown terms {sorted(unknown)}")
-    if cfg.loss.queue_size < 1 or not 0 <= cfg.loss.momentum < 1:
+        for term, w in weights.items():
+            if not isinstance(w, (int, float)) or isinstance(w, bool):
+                raise ConfigError(f"loss.stages[{i}].weights.{term} must be a number, got {w!r}")
+        staged |= {term for term, w in weights.items() if w}
+    defaults = METHODS[cfg.method].defaults
+    for term, spec in TERMS.items():
+        weight = getattr(loss, spec.weight_field)
+        if weight is not None and weight < 0 and term != "barlow":  # BTVAE ablates lambda < 0
+            raise ConfigError(f"loss.{spec.weight_field} must be >= 0, got {weight}")
+        if weight is None:
+            weight = defaults.get(f"loss.{spec.weight_field}")
+        if spec.needs_head and (weight or term in staged) and not cfg.model.projection:
+            raise ConfigError(
+                f"the {term} term needs a projection head: model.projection must not be empty"
+            )
+    if loss.queue_size < 1 or not 0 <= loss.momentum < 1:
         raise ConfigError("loss.queue_size must be >= 1 and loss.momentum in [0, 1)")
-    if not 0 < cfg.train.epoch_fraction <= 1:
-        raise ConfigError(f"train.epoch_fraction must be in (0, 1], got {cfg.train.epoch_fraction}")
-    if cfg.train.grad_clip is not None and cfg.train.grad_clip <= 0:
-        raise ConfigError(f"train.grad_clip must be > 0 or null, got {cfg.train.grad_clip}")
-    if cfg.train.checkpoint_every_steps < 0:
-        raise ConfigError("train.checkpoint_every_steps must be >= 0")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
-    if cfg.train.threads is not None and cfg.train.threads < 1:
-        raise ConfigError(f"train.threads must be >= 1, got {cfg.train.threads}")
-    return cfg
+
+
+def _validate_train(tc: TrainConfig) -> None:
+    if not _DEVICE.fullmatch(tc.device):
+        raise ConfigError(f"train.device '{tc.device}' is not one of auto, cpu, cuda, cuda:N, mps")
+    if not 0 <= tc.seed < SEED_RANGE:
+        raise ConfigError(f"train.seed must be in [0, 2**32), got {tc.seed}")
+    if not 0 < tc.epoch_fraction <= 1:
+        raise ConfigError(f"train.epoch_fraction must be in (0, 1], got {tc.epoch_fraction}")
+    if tc.grad_clip is not None and tc.grad_clip <= 0:
+        raise ConfigError(f"train.grad_clip must be > 0 or null, got {tc.grad_clip}")
+    at_least_zero = {
+        "train.weight_decay": tc.weight_decay,
+        "train.momentum": tc.momentum,
+        "train.min_lr": tc.min_lr,
+        "train.warmup_epochs": tc.warmup_epochs,
+        "train.plateau_patience": tc.plateau_patience,
+        "train.checkpoint_every_steps": tc.checkpoint_every_steps,
+    }
+    for key, value in at_least_zero.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    if tc.optimizer == "sgd" and tc.nesterov and tc.momentum == 0:
+        raise ConfigError("train.nesterov needs train.momentum > 0")
+    if not 0 < tc.plateau_factor < 1:
+        raise ConfigError(f"train.plateau_factor must be in (0, 1), got {tc.plateau_factor}")
+    if not tc.lr_gamma > 0:
+        raise ConfigError(f"train.lr_gamma must be > 0, got {tc.lr_gamma}")
+    if tc.threads is not None and tc.threads < 1:
+        raise ConfigError(f"train.threads must be >= 1, got {tc.threads}")
 
 
 def resolve(cfg: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
@@ -302,6 +370,12 @@ def num_views(cfg: RunConfig) -> int:
     return max(
         [1] + [t.views for t in TERMS.values() if (getattr(cfg.loss, t.weight_field) or 0) != 0]
     )
+
+
+def changed_keys(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    flat_a, flat_b = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return [k for k in flat_a if flat_a[k] != flat_b[k]]
 
 
 # --------------------------------------------------------------------------- building configs
@@ -352,6 +426,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(data, dict):
@@ -391,6 +469,9 @@ def from_plain(data: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+_SECTIONS = {"data", "model", "loss", "train"}
+
+
 def _field_names(obj: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(obj)}
 
@@ -404,9 +485,8 @@ def _get(cfg: RunConfig, key: str) -> Any:
 
 def _flatten(data: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(RunConfig) if f.name not in ("method", "preset")}
     for key, value in data.items():
-        if isinstance(value, dict) and key in sections:  # one level: mapping fields stay whole
+        if isinstance(value, dict) and key in _SECTIONS:  # one level: mapping fields stay whole
             flat.update({f"{key}.{k}": v for k, v in value.items()})
         else:
             flat[key] = value
