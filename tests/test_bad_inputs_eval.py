@@ -15,6 +15,8 @@ from badinput import expect_refusal
 
 import cvae.cli
 import cvae.evaluation.evaluate as ev
+import cvae.evaluation.figures as figures
+import cvae.evaluation.registry as registry
 from cvae.cli import main
 from cvae.training.trainer import CHECKPOINT
 
@@ -134,7 +136,7 @@ def test_ctrl_c_keeps_metrics_computed_so_far(capsys, run, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ev, "view_cosine_similarity", interrupt)
+    monkeypatch.setattr(registry, "view_cosine_similarity", interrupt)
     argv = ["eval", str(run), *FAST_EVAL, "--embedding", "none"]
     assert main(argv) == 130
     err = capsys.readouterr().err
@@ -151,7 +153,7 @@ def test_failure_in_figures_loses_no_number(capsys, run, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("figure exploded")
 
-    monkeypatch.setattr(ev, "save_kl_per_dim", broken)
+    monkeypatch.setattr(figures, "save_kl_per_dim", broken)
     assert main(["eval", str(run), *FAST_EVAL, "--embedding", "none"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError: figure exploded" in err

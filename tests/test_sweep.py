@@ -18,6 +18,7 @@ import cvae
 from cvae.cli import main
 from cvae.config import RunConfig, save_yaml
 from cvae.errors import ConfigError, CvaeError
+from cvae.evaluation.options import EvalConfig
 from cvae.experiments.sweep import (
     REQUEST,
     SweepJob,
@@ -127,7 +128,8 @@ def test_plan_starts_resumes_evaluates_or_skips(tmp_path):
     ]
 
     fake_run(run_dir, job.config, epochs_done=1)
-    action, commands = plan_run(job, run_dir, evaluate=True, eval_args=["--embedding", "none"])
+    quick = EvalConfig(embedding="none")
+    action, commands = plan_run(job, run_dir, evaluate=True, eval_config=quick)
     assert action == "resume"
     assert commands[0][3:9] == ["train", "--resume", str(run_dir), "--epochs", "2", "--device"]
     assert commands[1][3:] == ["eval", str(run_dir), "--embedding", "none"]

@@ -143,7 +143,6 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     from cvae.evaluation.options import add_arguments
 
     add_arguments(p)
-    p.add_argument("--no-linear", action="store_true", help="skip both torch linear probes")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
 
 
@@ -312,6 +311,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import signal
 
     from cvae import config as C
+    from cvae.evaluation.options import from_argv
     from cvae.experiments.sweep import format_markdown, parse_grid, run_sweep
 
     if args.base and args.preset:
@@ -332,7 +332,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             args.out,
             jobs=args.jobs,
             evaluate=args.eval,
-            eval_args=shlex.split(args.eval_args),
+            eval_config=from_argv(shlex.split(args.eval_args)),
             dry_run=args.dry_run,
         )
     except KeyboardInterrupt:

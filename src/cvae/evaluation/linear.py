@@ -152,9 +152,11 @@ def linear_adam(
     batch_size: int = 256,
     seed: int = 0,
     feature_name: str = "mu",
+    split: str = SPLIT,
 ) -> dict[str, Any]:
     """CR-VAE paper linear probe on precomputed features ``train_x: [N, d]``, ``test_x: [M, d]``
-    with integer labels ``[N]``, ``[M]``: Adam(lr), ``epochs`` x shuffled batches, test top-1."""
+    with integer labels ``[N]``, ``[M]``: Adam(lr), ``epochs`` x shuffled batches, test top-1.
+    ``feature_name`` and ``split`` are recorded only."""
     train_x, test_x = train_x.detach().float().cpu(), test_x.detach().float().cpu()
     if train_x.ndim != 2:
         raise ValueError(f"train features must be [N, d], got {tuple(train_x.shape)}")
@@ -178,7 +180,7 @@ def linear_adam(
         "value": _accuracy(theta, test_x, te_y),
         "protocol": {
             **probe_protocol(
-                "linear_adam", SPLIT, len(train_x), len(test_x), train_x.shape[1], feature_name
+                "linear_adam", split, len(train_x), len(test_x), train_x.shape[1], feature_name
             ),
             "variant": "CR-VAE paper: Linear(d, C) + softmax on frozen features",
             "optimizer": "Adam (betas 0.9, 0.999, no weight decay)",
@@ -208,11 +210,13 @@ def linear_sgd(
     padding: int = 4,
     seed: int = 0,
     feature_name: str = "h",
+    split: str = SPLIT,
 ) -> dict[str, Any]:
     """AAVAE linear evaluation: every batch of ``train_images [N, C, H, W]`` (uint8) is augmented
     with :func:`pad_crop_flip` and encoded by the frozen ``encode(images) -> [b, d]``; the test
     features ``test_x: [M, d]`` are clean. SGD-Nesterov, ``lr = 0.1 * batch_size / 256`` when
-    None, cosine decay to 0 per step, no weight decay."""
+    None, cosine decay to 0 per step, no weight decay. ``feature_name`` and ``split`` are recorded
+    only."""
     lr = 0.1 * batch_size / 256 if lr is None else lr
     test_x = test_x.detach().float().cpu()
     gen = torch.Generator().manual_seed(seed)
@@ -241,7 +245,7 @@ def linear_sgd(
         "value": _accuracy(theta, test_x, te_y),
         "protocol": {
             **probe_protocol(
-                "linear_sgd", SPLIT, len(train_images), len(test_x), test_x.shape[1], feature_name
+                "linear_sgd", split, len(train_images), len(test_x), test_x.shape[1], feature_name
             ),
             "variant": "AAVAE linear_eval.py: Linear(d, C) on the frozen (eval-mode) encoder",
             "optimizer": f"SGD Nesterov, momentum {momentum}, no weight decay",

@@ -1,5 +1,7 @@
 """The options of one evaluation as one dataclass, :class:`EvalConfig`: default, range and help of
-each option live in its field, and the ``cvae eval`` flags are generated from the fields."""
+each option live in its field; the ``cvae eval`` flags are generated from the fields, and
+:func:`to_argv` / :func:`from_argv` carry a config to and from those flags (sweeps and
+reproductions run ``cvae eval`` in subprocesses)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import dataclasses
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +38,7 @@ class EvalConfig:
     seed: int = _opt(0, "seed of every sampled quantity and figure", low=0)
     device: str = _opt("cpu", "cpu | cuda | cuda:N | auto")
     feature: Feature = _opt(
-        "auto", "representation for probes (auto: the method's, h for aavae/ae/aaae, else mu)"
+        "auto", "representation for probes (auto: the method spec's, h for aavae/ae/aaae, else mu)"
     )
     mi_batch: int = _opt(256, "aggregate-posterior batch for MI (CR-VAE: 256)", low=1)
     iwae_k: int = _opt(100, "IWAE samples per image (0: skip)", low=0)
@@ -43,7 +46,8 @@ class EvalConfig:
     linear_epochs: int = _opt(200, "epochs of the Adam linear probe (CR-VAE; 0: skip)", low=0)
     run_linear_sgd: bool | None = _opt(
         None,
-        "AAVAE linear eval with re-encoded augmented images (default: aavae/ae/aaae only)",
+        "AAVAE linear eval with re-encoded augmented images (default: the method spec's, "
+        "on for aavae/ae/aaae only)",
         flag="linear_sgd",
     )
     linear_sgd_epochs: int = _opt(90, "epochs of the AAVAE linear eval", low=1)
@@ -77,15 +81,20 @@ class EvalConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _flag(f: dataclasses.Field[Any]) -> str:
+    return "--" + (f.metadata["flag"] or f.name).replace("_", "-")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`EvalConfig` field (default, choices and help from the field).
+    """One ``--flag`` per :class:`EvalConfig` field (default, choices and help from the field),
+    and ``--no-linear``.
 
     Values are checked by :class:`EvalConfig` (one line, exit 2), not by argparse, except the
     choices of Literal fields.
     """
     hints = typing.get_type_hints(EvalConfig)
     for f in dataclasses.fields(EvalConfig):
-        flag = "--" + (f.metadata["flag"] or f.name).replace("_", "-")
+        flag = _flag(f)
         kind = hints[f.name]
         options: dict[str, Any] = {"dest": f.name, "default": f.default, "help": f.metadata["help"]}
         if typing.get_origin(kind) is Literal:
@@ -96,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             options["type"] = next(t for t in (int, float, Path, str) if kind in (t, t | None))
         parser.add_argument(flag, **options)
+    parser.add_argument("--no-linear", action="store_true", help="skip both torch linear probes")
 
 
 def from_args(args: argparse.Namespace) -> EvalConfig:
@@ -103,3 +113,31 @@ def from_args(args: argparse.Namespace) -> EvalConfig:
     linear probes)."""
     cfg = EvalConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalConfig)})
     return cfg.replace(linear_epochs=0, run_linear_sgd=False) if args.no_linear else cfg
+
+
+def to_argv(config: EvalConfig) -> list[str]:
+    """The ``cvae eval`` flags of ``config``: one per field that differs from its default."""
+    argv: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value == f.default:
+            continue
+        if isinstance(value, bool):  # the optional switch: --flag / --no-flag
+            argv.append(_flag(f) if value else "--no-" + _flag(f)[2:])
+        else:
+            argv += [_flag(f), str(value)]
+    return argv
+
+
+def from_argv(argv: Sequence[str]) -> EvalConfig:
+    """The :class:`EvalConfig` of ``cvae eval`` flags (e.g. ``cvae sweep --eval-args``); unknown
+    flags or values raise a one-line CvaeError."""
+    parser = argparse.ArgumentParser(prog="cvae eval", add_help=False, exit_on_error=False)
+    add_arguments(parser)
+    try:
+        args, unknown = parser.parse_known_args(list(argv))
+    except argparse.ArgumentError as err:
+        raise CvaeError(f"eval options: {err}") from None
+    if unknown:
+        raise CvaeError(f"unknown eval options: {' '.join(unknown)}")
+    return from_args(args)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cvae.evaluation.options import EvalConfig
+
 BUDGETS = ("quick", "medium", "paper")
 
 
@@ -89,8 +91,8 @@ class Row:
 class Budget:
     """``epochs`` per run (None: the preset's, capped at it otherwise), the first ``seeds`` of
     the paper's seeds, extra ``overrides`` (e.g. a fraction of an epoch), the ``tables`` and
-    ``datasets`` it covers (None: all), whether the reference-code variants run, and the
-    arguments of ``cvae eval``."""
+    ``datasets`` it covers (None: all), whether the reference-code variants run, and how its runs
+    are evaluated."""
 
     epochs: int | None
     seeds: int
@@ -98,11 +100,11 @@ class Budget:
     tables: tuple[str, ...] | None = None
     datasets: tuple[str, ...] | None = None
     code: bool = True
-    eval_args: tuple[str, ...] = ()
+    eval_config: EvalConfig = EvalConfig()
 
 
-QUICK_EVAL = ("--embedding", "none")
-"""``cvae eval`` arguments of the quick budgets: every metric, no UMAP figure."""
+QUICK_EVAL = EvalConfig(embedding="none")
+"""The evaluation of the quick budgets: every metric, no UMAP figure."""
 
 
 @dataclass(frozen=True)

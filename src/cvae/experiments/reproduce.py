@@ -149,7 +149,7 @@ def reproduce(
         out / "runs",
         parallel=jobs,
         evaluate=True,
-        eval_args=list(b.eval_args),
+        eval_config=b.eval_config,
         echo=echo,
     )
     for run in results:

@@ -29,6 +29,7 @@ import cvae
 from cvae import config as C
 from cvae.config import RunConfig
 from cvae.errors import ConfigError, CvaeError
+from cvae.evaluation.options import EvalConfig, to_argv
 from cvae.experiments.results import METRICS_FILE, is_number, read_metrics_json
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
@@ -190,18 +191,24 @@ def checkpoint_epochs(run_dir: Path) -> int | None:
 
 
 def plan_run(
-    job: SweepJob, run_dir: Path, *, evaluate: bool = False, eval_args: Sequence[str] = ()
+    job: SweepJob,
+    run_dir: Path,
+    *,
+    evaluate: bool = False,
+    eval_config: EvalConfig | None = None,
 ) -> tuple[str, list[list[str]]]:
     """What ``run_dir`` still needs: ``(action, commands)``, action one of start | resume |
     eval | skip | fail. Finished means the checkpoint reached ``train.epochs`` and, with
-    ``evaluate``, a complete ``metrics.json`` is newer than the checkpoint."""
+    ``evaluate``, a complete ``metrics.json`` is newer than the checkpoint; ``cvae eval`` runs
+    with ``eval_config`` (default :class:`EvalConfig`) and the run's ``train.threads``."""
     if job.config is None:
         return "fail", []
     cfg = job.config
     _check_request(cfg, run_dir)
     python = [sys.executable, "-m", "cvae"]
     threads = [] if cfg.train.threads is None else ["--threads", str(cfg.train.threads)]
-    evals = [[*python, "eval", str(run_dir), *eval_args]] if evaluate else []
+    options = to_argv(eval_config or EvalConfig())
+    evals = [[*python, "eval", str(run_dir), *options, *threads]] if evaluate else []
     done = checkpoint_epochs(run_dir)
     if done is None:
         fresh = ["train", "--config", str(run_dir / REQUEST), "--out", str(run_dir)]
@@ -276,7 +283,7 @@ def run_jobs(
     *,
     parallel: int = 1,
     evaluate: bool = False,
-    eval_args: Sequence[str] = (),
+    eval_config: EvalConfig | None = None,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> list[SweepRun]:
@@ -300,7 +307,9 @@ def run_jobs(
             job = dataclasses.replace(job, config=C.from_plain(job.config.to_dict()))
             job.config.train.threads = share  # type: ignore[union-attr]
         run = SweepRun(job.name, out / job.name, job.overrides, "", message=job.error or "")
-        run.status, commands = plan_run(job, run.run_dir, evaluate=evaluate, eval_args=eval_args)
+        run.status, commands = plan_run(
+            job, run.run_dir, evaluate=evaluate, eval_config=eval_config
+        )
         planned.append((job, run, commands))
     runs = [run for _, run, _ in planned]
     if dry_run:
@@ -493,7 +502,7 @@ def run_sweep(
     *,
     jobs: int = 1,
     evaluate: bool = False,
-    eval_args: Sequence[str] = (),
+    eval_config: EvalConfig | None = None,
     names: Callable[[Mapping[str, Any]], str] = run_name,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
@@ -505,7 +514,7 @@ def run_sweep(
         out,
         parallel=jobs,
         evaluate=evaluate,
-        eval_args=eval_args,
+        eval_config=eval_config,
         dry_run=dry_run,
         echo=echo,
     )

@@ -59,7 +59,7 @@ PAPER = Paper(
     rows=_rows(),
     budgets={
         "quick": Budget(
-            1, 1, {"train.epoch_fraction": 0.02}, tables=("Table 1",), eval_args=QUICK_EVAL
+            1, 1, {"train.epoch_fraction": 0.02}, tables=("Table 1",), eval_config=QUICK_EVAL
         ),
         "medium": Budget(2, 1, {"train.epoch_fraction": 0.5}),
         "paper": Budget(None, 1),

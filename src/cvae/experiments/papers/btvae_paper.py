@@ -74,7 +74,7 @@ PAPER = Paper(
             {"train.epoch_fraction": 0.1},
             code=False,
             datasets=("mnist",),
-            eval_args=QUICK_EVAL,
+            eval_config=QUICK_EVAL,
         ),
         "medium": Budget(3, 1),
         "paper": Budget(None, 1),

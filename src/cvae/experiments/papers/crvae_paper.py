@@ -108,7 +108,7 @@ PAPER = Paper(
             tables=("Table III",),
             datasets=("mnist",),
             code=False,
-            eval_args=QUICK_EVAL,
+            eval_config=QUICK_EVAL,
         ),
         "medium": Budget(1, 3, datasets=("mnist",)),
         "paper": Budget(None, 5),

@@ -78,7 +78,7 @@ PAPER = Paper(
     seeded=False,
     rows=_rows(),
     budgets={
-        "quick": Budget(1, 1, code=False, eval_args=QUICK_EVAL),
+        "quick": Budget(1, 1, code=False, eval_config=QUICK_EVAL),
         "medium": Budget(10, 1),
         "paper": Budget(None, 1),
     },
