@@ -289,7 +289,7 @@ def test_cli_sweep_input_errors(tmp_path, capsys):
     [
         (b"train: {lr: [1", "invalid YAML"),
         (b"- a list\n", "expected a mapping"),
-        (b"\xff\xfe: 1", "not UTF-8"),
+        (b"\xff\xfe: 1", "not a UTF-8 text file"),
     ],
 )
 def test_cli_sweep_refuses_a_corrupt_sweep_yaml(tmp_path, capsys, content, needle):
