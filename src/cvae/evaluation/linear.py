@@ -14,14 +14,14 @@ and the augmentation) and return ``{"value": test top-1 accuracy, "protocol": {.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from cvae.evaluation.protocol import probe_protocol
+from cvae.threads import torch_threads
 
 SPLIT = "fit on the given train set, score on the given test set"
 
@@ -120,17 +120,6 @@ def _accuracy(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).double().mean())
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Tiny per-step ops only lose to intra-op thread synchronisation (10-50x on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _check(
     train_dim: int, test_x: torch.Tensor, train_y: torch.Tensor, test_y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -164,7 +153,7 @@ def linear_adam(
     if tr_y.shape[0] != train_x.shape[0]:
         raise ValueError(f"train_y has {tr_y.shape[0]} labels for {train_x.shape[0]} samples")
     gen = torch.Generator().manual_seed(seed)
-    with _one_thread():
+    with torch_threads(1):  # tiny per-step ops lose to thread synchronisation
         theta = fit_linear(
             lambda idx: train_x[idx],
             tr_y,
