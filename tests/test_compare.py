@@ -9,21 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from badinput import expect_refusal
 
 import cvae
 from cvae.cli import main
 from cvae.config import load_preset, save_yaml
 from cvae.errors import CvaeError
 from cvae.evaluation.collapse import active_units, mean_kl
-from cvae.evaluation.compare import compare
-from cvae.evaluation.paper_numbers import (
-    PAPER_NUMBERS,
-    condition_mismatches,
-    paper_number,
-)
 from cvae.evaluation.plots import save_interpolations, save_kl_per_dim, save_similarity_matrix
 from cvae.evaluation.probes import logistic_regression_paper
 from cvae.evaluation.views import view_cosine_similarity
+from cvae.experiments import report as rp
+from cvae.experiments.compare import compare
+from cvae.experiments.papers import PAPER_NUMBERS, PAPERS, condition_mismatches, paper_number
 from cvae.training.trainer import data_from_config
 
 PNG = base64.b64decode(  # a valid 1x1 PNG
@@ -83,6 +81,18 @@ def test_paper_tables_complete() -> None:
         ("CR-VAE", "Table III"): 112,
         ("AAVAE", "Table 1"): 8,
     }
+    assert len(PAPER_NUMBERS) == 148
+    for paper in PAPERS.values():  # each paper holds its own numbers, rows and budgets
+        assert {e.paper for e in paper.numbers} == {paper.title.split(":")[0]}
+        assert set(paper.budgets) == {"quick", "medium", "paper"}
+    aavae = [e for e in PAPERS["aavae-paper"].numbers if e.model == "AAVAE"]
+    assert [(e.dataset, e.value, e.text) for e in aavae] == [
+        ("cifar10", 0.8714, "87.14%"),
+        ("stl10", 0.8472, "84.72%"),
+    ]
+    bt = [e for e in PAPERS["btvae-paper"].numbers if e.text == "0.9283"]
+    assert len(bt) == 1 and bt[0].tolerance == pytest.approx(0.09283)
+    assert bt[0].conditions == {"model.latent_dim": 128, "loss.terms.barlow.weight": 0.25}
     emnist_vae_mkl = [
         e for e in by_table[("CR-VAE", "Table III")] if e.dataset == "emnist" and e.model == "VAE"
     ][2]
@@ -213,6 +223,52 @@ def test_compare_errors(tmp_path: Path, capsys) -> None:
     assert err.count("\n") == 1 and f"cvae eval {run}" in err
     assert main(["compare", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"[1, 2]", "the file is not a JSON object"),
+        (b'"text"', "the file is not a JSON object"),
+        (b'{"metrics": [1]}', "its 'metrics' is not a JSON object"),
+        (b"{not json", "invalid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+    ],
+)
+def test_compare_refuses_a_metrics_json_that_is_not_an_object(
+    tmp_path: Path, capsys, content: bytes, needle: str
+) -> None:
+    run = _fake_run(tmp_path, "run", "crvae-mnist", 50, {})
+    (run / "metrics.json").write_bytes(content)
+    argv = ["compare", str(run), "--out", str(tmp_path / "out")]
+    line = expect_refusal(capsys, argv, code=2, needle=needle, root=tmp_path)
+    assert str(run / "metrics.json") in line and not (tmp_path / "out").exists()
+
+
+def test_report_renders_one_model_to_markdown_and_html(tmp_path: Path) -> None:
+    png = tmp_path / "runs" / "a" / "figures" / "samples.png"
+    png.parent.mkdir(parents=True)
+    png.write_bytes(PNG)
+    cell = (rp.Span("17.1"), rp.Span("paper 16.99", "muted"), rp.Span("differs (+1)", "bad"))
+    report = rp.Report(
+        "Title <&>",
+        notes=[rp.inline("budget ", rp.Span("quick", "code"))],
+        sections=[
+            rp.Section("Table", tables=[rp.Table(("metric", "a|b"), ((rp.inline("kl"), cell),))]),
+            rp.Section("Figures", 3, text=rp.inline("one figure"), figures=[rp.Figure("s", png)]),
+        ],
+    )
+    md_path, html_path = rp.write_report(report, tmp_path / "out")
+    md = md_path.read_text()
+    assert md.startswith("# Title <&>\n\n- budget `quick`\n\n## Table\n\n| metric | a\\|b |\n")
+    assert "| kl | 17.1 · paper 16.99 · differs (+1) |" in md
+    assert "### Figures\n\none figure\n\n![s](../runs/a/figures/samples.png)" in md
+    page = html_path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<html") == 1
+    assert "<h1>Title &lt;&amp;&gt;</h1>" in page and "<li>budget <code>quick</code></li>" in page
+    assert "<td>17.1<br><span class=muted>paper 16.99</span><br>" in page
+    assert "<span class=bad>differs (+1)</span>" in page and "<h3>Figures</h3>" in page
+    assert f'src="data:image/png;base64,{base64.b64encode(PNG).decode()}"' in page
 
 
 # --------------------------------------------------------------------------- a real tiny run

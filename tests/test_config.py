@@ -124,9 +124,13 @@ def test_bad_override_values(key, value, message):
         ("loss.terms.infonce.queue_size", 0, "queue_size must be >= 1"),
         ("loss.stages", [{"epochs": 0}], r"loss.stages\[0\].epochs must be >= 1"),
         ("loss.schedules", {"kl": "linear:0"}, "loss.schedules.kl 'linear:0' is not one of"),
-        ("train.lr", math.nan, "train.lr must be finite, got nan"),
-        ("loss.terms.recon.log_scale", math.inf, "log_scale must be finite, got inf"),
-        ("loss.stages", [{"epochs": 1, "weights": {"kl": -math.inf}}], "must be finite"),
+        ("train.lr", math.nan, "train.lr must be a finite number, got nan"),
+        ("loss.terms.recon.log_scale", math.inf, "log_scale must be a finite number, got inf"),
+        ("loss.stages", [{"epochs": 1, "weights": {"kl": -math.inf}}], "must be a finite"),
+        ("train.seed", 2**32, r"train.seed must be in \[0, 2\*\*32\), got 4294967296"),
+        ("train.device", "gpu", "train.device 'gpu' is not one of auto, cpu, cuda, cuda:N, mps"),
+        ("train.plateau_factor", 1.0, r"plateau_factor must be in \(0, 1\)"),
+        ("data.synthetic_shape", [1, 28], r"synthetic_shape must have 3 entries, got \[1, 28\]"),
     ],
 )
 def test_validation(key, value, message):
@@ -134,6 +138,14 @@ def test_validation(key, value, message):
     C.set_value(cfg, key, value)
     with pytest.raises(ConfigError, match=message):
         C.validate(cfg)
+
+
+def test_nesterov_needs_momentum():
+    cfg = C.from_dict({"train": {"optimizer": "sgd", "nesterov": True, "momentum": 0.0}})
+    with pytest.raises(ConfigError, match="train.nesterov needs train.momentum > 0"):
+        C.validate(cfg)
+    cfg.train.optimizer = "adam"
+    C.validate(cfg)
 
 
 def test_validation_checks_directly_assigned_attributes():
@@ -150,7 +162,7 @@ def test_registry_checks():
     with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
         check_config(C.from_dict({"data": {"dataset": "nope"}}))
     no_head = C.from_dict({"method": "cvae", "model": {"projection": []}})
-    with pytest.raises(ConfigError, match="ntxent needs a projection head"):
+    with pytest.raises(ConfigError, match="the ntxent term needs a projection head"):
         resolve(no_head, (1, 28, 28))
 
 

@@ -12,6 +12,8 @@ import pickle
 import struct
 import tarfile
 import threading
+import tracemalloc
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from cvae.data import DATASETS, ImageDataset, cifar, folder, load_data, mnist
 from cvae.data.base import split_train_val
 from cvae.data.digits import load_digits
 from cvae.data.download import download, md5_file
-from cvae.data.mnist import load_mnist, read_idx_images, read_idx_labels
+from cvae.data.idx import read_idx_images, read_idx_labels
+from cvae.data.mnist import load_mnist
 from cvae.errors import ConfigError, DataError
 
 STEMS = list(mnist.CHECKSUMS)
@@ -63,7 +66,8 @@ def md5(data: bytes) -> str:
 
 
 def test_real_mnist_folder_layout(mnist_dir: Path) -> None:
-    train, test, info = load_mnist(mnist_dir)
+    loaded = load_mnist(mnist_dir)
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     assert train.images.dtype == torch.uint8 and train.labels.dtype == torch.int64
     assert int(train.labels[0]) == 5 and int(test.labels[0]) == 7
@@ -158,6 +162,80 @@ def test_idx_corrupt_gzip(tmp_path: Path) -> None:
         read_idx_images(path)
 
 
+# --- decompression bombs: refused in bounded memory ----------------------------------------
+
+BOMB = 64 << 20  # zero bytes behind the header: ~64 KB compressed
+
+
+def gzip_bomb(path: Path, header: bytes, zeros: int = BOMB) -> Path:
+    """``header`` then ``zeros`` zero bytes, gzip-compressed a chunk at a time."""
+    chunk = bytes(1 << 20)
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as f:
+        f.write(header)
+        for _ in range(zeros // len(chunk)):
+            f.write(chunk)
+    assert path.stat().st_size < zeros // 500
+    return path
+
+
+def refusal_and_peak(call: Callable[[], object]) -> tuple[str, int]:
+    """The one-line DataError ``call`` raises and the peak of Python/numpy memory meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as err:
+            call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(err.value)
+    return str(err.value), peak
+
+
+def test_gzip_bomb_stops_after_the_announced_bytes(tmp_path: Path) -> None:
+    bomb = gzip_bomb(tmp_path / "train-labels-idx1-ubyte.gz", struct.pack(">ii", 2049, 10))
+    message, peak = refusal_and_peak(lambda: read_idx_labels(bomb))
+    assert message.startswith(f"{bomb}: unexpected bytes after the 10 bytes of labels")
+    assert peak < BOMB // 4  # read in chunks: the zeros were never all in memory
+    message, peak = refusal_and_peak(lambda: md5_file(bomb, decompress_gz=True, limit=1 << 20))
+    assert message == f"{bomb}: decompresses to more than {1 << 20} bytes" and peak < BOMB // 4
+
+
+def test_idx_header_over_the_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    huge = struct.pack(">ii", 2049, 2**31 - 1)  # 2 GiB of labels announced
+    bomb = gzip_bomb(tmp_path / "labels.gz", huge)
+    message, peak = refusal_and_peak(lambda: read_idx_labels(bomb))
+    assert (
+        message
+        == f"{bomb}: its header announces {2**31 - 1} bytes of labels, over the limit of {1 << 30}"
+    )
+    assert peak < 1 << 20
+    images = tmp_path / "images"
+    images.write_bytes(idx_images(np.zeros((3, 4, 4))))
+    assert read_idx_images(images, limit=48).shape == (3, 1, 4, 4)
+    with pytest.raises(DataError, match="images: its header announces 48 bytes of pixels, over"):
+        read_idx_images(images, limit=47)
+
+
+def test_loaders_refuse_a_bomb_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = write_mnist(tmp_path / "mnist")
+    checksums = {stem: ("0" * 32, md5(raw)) for stem, raw in contents.items()}
+    monkeypatch.setattr(mnist, "CHECKSUMS", checksums)
+    header = contents["train-labels-idx1-ubyte"][:8]  # the honest header: 12 labels
+    bomb = gzip_bomb(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", header)
+    message, peak = refusal_and_peak(lambda: load_data("mnist", tmp_path))
+    assert message.startswith(f"{bomb}: unexpected bytes after the 12 bytes of labels")
+    assert peak < BOMB // 4
+    # Fashion-MNIST publishes no uncompressed md5: a foreign .gz is never decompressed
+    fashion_dir = tmp_path / "fashion-mnist"
+    fashion_dir.mkdir()
+    for stem in contents:
+        gzip_bomb(fashion_dir / f"{stem}.gz", header, zeros=1 << 20)
+    message, _ = refusal_and_peak(lambda: load_data("fashion-mnist", tmp_path))
+    assert "train-images-idx3-ubyte.gz: checksum mismatch" in message
+
+
 def test_mnist_missing_files(tmp_path: Path) -> None:
     write_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -177,7 +255,8 @@ def test_mnist_checksums(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         load_mnist(tmp_path)
     checksums = {stem: ("0" * 32, md5(raw)) for stem, raw in contents.items()}
     monkeypatch.setattr(mnist, "CHECKSUMS", checksums)
-    train, test, info = load_mnist(tmp_path)  # data root holding mnist/, uncompressed files
+    loaded = load_mnist(tmp_path)  # data root holding mnist/, uncompressed files
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (12, 6) and info["md5_verified"]
     assert info["files"]["train-images-idx3-ubyte"] == md5(contents["train-images-idx3-ubyte"])
 
@@ -236,7 +315,8 @@ def test_cifar_from_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         load_data("cifar10", tmp_path / "data")
     monkeypatch.setattr(cifar, "ARCHIVE_MD5", md5_file(archive))
     patch_cifar_md5(monkeypatch, files)
-    train, test, info = cifar.load_cifar10(tmp_path / "data")
+    loaded = cifar.load_cifar10(tmp_path / "data")
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (15, 3) and train.images.dtype == torch.uint8
     assert (archive.parent / "cifar-10-batches-py" / "data_batch_5").is_file()
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "data" / "escaped").exists()
@@ -255,7 +335,8 @@ def test_cifar_archive_rejects_links(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_cifar_missing(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="CIFAR-10 not found in .*--download"):
+    missing = r"CIFAR-10 files missing in .*cifar-10-python\.tar\.gz \(or cifar-10-batches-py/ "
+    with pytest.raises(DataError, match=missing + r"with data_batch_1, .*--download"):
         load_data("cifar10", tmp_path)
 
 
@@ -296,7 +377,8 @@ def test_folder_labeled_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     save_image(root / "cat" / "nested" / "c.jpg", (6, 5), value=50)
     (root / "cat" / "notes.txt").write_text("ignored")
     cache_root = tmp_path / "cache"
-    data, info = folder.load_folder(root, cache_root=cache_root)
+    loaded = folder.load_folder(root, cache_root=cache_root)
+    data, info = loaded.train, loaded.info
     assert data.images.shape == (3, 1, 5, 6) and data.classes == ["cat", "dog"]
     assert data.labels.tolist() == [0, 0, 1] and int(data.images[2].float().mean()) == 200
     assert not info["cache_hit"] and Path(info["cache"]).is_file()
@@ -307,7 +389,8 @@ def test_folder_labeled_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(folder, "_decode", no_decoding)
     monkeypatch.setattr(folder, "_probe", no_decoding)
-    again, info = folder.load_folder(root, cache_root=cache_root)
+    loaded = folder.load_folder(root, cache_root=cache_root)
+    again, info = loaded.train, loaded.info
     assert info["cache_hit"] and torch.equal(again.images, data.images)
     assert torch.equal(again.labels, data.labels) and again.classes == ["cat", "dog"]
     save_image(root / "dog" / "d.png", (6, 5))  # a new file invalidates the cache
@@ -327,7 +410,7 @@ def test_folder_flat_resize_and_channels(tmp_path: Path, monkeypatch: pytest.Mon
     assert splits.train.images.shape == (1, 3, 8, 8) and splits.info["sizes"]["test"] is None
     assert (tmp_path / "cache" / "folders").is_dir()
     json.dumps(splits.info)
-    gray, _ = folder.load_folder(root, image_size=4, channels=1)
+    gray = folder.load_folder(root, image_size=4, channels=1).train
     assert gray.images.shape == (2, 1, 4, 4)
 
 
@@ -349,10 +432,11 @@ def test_folder_errors(tmp_path: Path) -> None:
 
 
 def test_digits() -> None:
-    train, test = load_digits()
+    loaded = load_digits()
+    train, test = loaded.train, loaded.test
     assert (len(train), len(test)) == (1438, 359) and train.images.shape[1:] == (1, 8, 8)
     assert int(train.images.max()) == 255 and int(train.images.min()) == 0
-    assert torch.equal(load_digits()[1].labels, test.labels)
+    assert torch.equal(load_digits().test.labels, test.labels)
     splits = load_data("digits")
     assert len(splits.train) + len(splits.val) == 1438 and len(splits.test) == 359
     assert load_data("digits", image_size=16).train.images.shape[1:] == (1, 16, 16)
@@ -439,9 +523,11 @@ def test_load_mnist_downloads(
     monkeypatch.setenv("CVAE_DATA", str(tmp_path / "cache"))
     with pytest.raises(DataError, match="pass --download"):
         load_mnist(None, download=False)
-    train, test, info = load_mnist(None, download=True)
+    loaded = load_mnist(None, download=True)
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (12, 6) and len(info["downloaded"]) == 4
     cached = tmp_path / "cache" / "mnist"
     assert sorted(os.listdir(cached)) == sorted(f"{stem}.gz" for stem in STEMS)
-    again, _, info = load_mnist(None, download=False)  # now served from the cache
+    loaded = load_mnist(None, download=False)  # now served from the cache
+    again, info = loaded.train, loaded.info
     assert torch.equal(again.images, train.images) and info["downloaded"] == []

@@ -109,7 +109,8 @@ def test_fashion_download(
     assert "absent/train-images-idx3-ubyte.gz: HTTP 404" in message and "md5 " in message
     assert "\n" not in message and not list((dest / "fashion-mnist").iterdir())
     patch_fashion(monkeypatch, files)
-    train, test, info = fashion.load_fashion_mnist(dest, download=True)
+    loaded = fashion.load_fashion_mnist(dest, download=True)
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert (len(train), len(test)) == (6, 4) and len(info["downloaded"]) == 4
     assert dataset_available(dest, "fashion-mnist")
 
@@ -152,7 +153,8 @@ def test_emnist_from_zip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_emnist_extracted_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DataError, match=r"EMNIST not found in .*emnist: no gzip\.zip.*--download"):
+    missing = r"EMNIST files missing in .*emnist: gzip\.zip \(or emnist-balanced-\*\.gz\)"
+    with pytest.raises(DataError, match=missing + ".*--download"):
         load_data("emnist", tmp_path)
     archive = tmp_path / "src.zip"
     write_emnist_zip(archive)
@@ -162,7 +164,8 @@ def test_emnist_extracted_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyP
             if "balanced" in name:
                 (folder / Path(name).name).parent.mkdir(exist_ok=True)
                 (folder / Path(name).name).write_bytes(zf.read(name))
-    train, test, info = emnist.load_emnist(folder)  # the dataset folder itself
+    loaded = emnist.load_emnist(folder)  # the dataset folder itself
+    test, info = loaded.test, loaded.info
     assert int(test.images[1, 0, 1, 26]) == 255 and not info["md5_verified"]
     broken = tmp_path / "broken" / "gzip.zip"
     broken.parent.mkdir()
@@ -201,7 +204,8 @@ def test_stl10_labeled_and_unlabeled(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(DataError, match=r"train_X\.bin: checksum mismatch"):
         load_data("stl10", tmp_path)
     monkeypatch.setattr(stl10, "CHECKSUMS", {name: md5(data) for name, data in files.items()})
-    train, test, info = stl10.load_stl10(tmp_path)
+    loaded = stl10.load_stl10(tmp_path)
+    train, test, info = loaded.train, loaded.test, loaded.info
     assert train.images.shape == (2, 3, 96, 96) and train.images.dtype == torch.uint8
     assert train.labels.tolist() == [0, 9] and test.labels.tolist() == [2, 1, 0]
     assert train.classes[9] == "truck" and "unlabeled_X.bin" not in info["files"]
@@ -218,7 +222,9 @@ def test_stl10_labeled_and_unlabeled(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_stl10_archive_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(DataError, match=r"STL-10 not found in .*stl10_binary\.tar\.gz"):
+    with pytest.raises(
+        DataError, match=r"STL-10 files missing in .*stl10_binary\.tar\.gz \(or stl10_binary/ with"
+    ):
         load_data("stl10", tmp_path)
     files = write_stl(tmp_path / "src" / "stl10_binary")
     archive = tmp_path / "data" / "stl10" / "stl10_binary.tar.gz"
@@ -229,7 +235,8 @@ def test_stl10_archive_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(DataError, match=r"stl10_binary\.tar\.gz: checksum mismatch"):
         load_data("stl10", tmp_path / "data")
     monkeypatch.setattr(stl10, "ARCHIVE_MD5", md5(archive.read_bytes()))
-    train, test, _ = stl10.load_stl10(tmp_path / "data")
+    loaded = stl10.load_stl10(tmp_path / "data")
+    train, test = loaded.train, loaded.test
     assert (len(train), len(test)) == (2, 3)
     extracted = sorted(p.name for p in (archive.parent / "stl10_binary").iterdir())
     assert extracted == ["test_X.bin", "test_y.bin", "train_X.bin", "train_y.bin"]
@@ -318,7 +325,8 @@ def test_celeba_folder_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     folder = tmp_path / "celeba"
     write_celeba(folder, as_zip=False)
     patch_celeba(monkeypatch, folder)
-    train, valid, test, info = celeba.load_celeba(folder, size=32, cache_root=tmp_path / "c")
+    loaded = celeba.load_celeba(folder, size=32, cache_root=tmp_path / "c")
+    train, valid, test, info = loaded.train, loaded.val, loaded.test, loaded.info
     assert train.images.shape == (2, 3, 32, 32) and (len(valid), len(test)) == (1, 1)
     assert not info["md5_verified"]
     (folder / "img_align_celeba" / "000003.jpg").write_bytes(b"not a jpeg")

@@ -95,8 +95,8 @@ def test_torchmetrics_fid_uses_module_features_and_both_implementations_agree():
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
-    train, test, _ = load_mnist(mnist_dir)
-    return train.subset(torch.arange(N_TRAIN)), test
+    loaded = load_mnist(mnist_dir)
+    return loaded.train.subset(torch.arange(N_TRAIN)), loaded.test
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from cvae import config as C
-from cvae import reproduce as R
 from cvae.cli import main
 from cvae.errors import ConfigError
-from cvae.evaluation.paper_numbers import paper_number
-from cvae.training.sweep import SweepRun
+from cvae.experiments import reproduce as R
+from cvae.experiments.papers import PAPERS, paper_number
+from cvae.experiments.results import Aggregate, aggregate, format_aggregate
+from cvae.experiments.sweep import SweepRun
+from cvae.experiments.verdict import DIFFERS, REPRODUCED, judge, standard_error
 
 
 def _names(runs: list[R.PlannedRun]) -> set[str]:
@@ -107,41 +109,75 @@ def test_aggregate_mean_and_sample_std_over_seeds(tmp_path):
         _metrics_json(tmp_path / f"s{i}", {"knn_weighted_cosine": acc, "kl": 2.0 + i}, epoch=5 - i)
     _metrics_json(tmp_path / "s3", {"knn_weighted_cosine": None})
     dirs = [tmp_path / f"s{i}" for i in range(4)] + [tmp_path / "absent"]
-    agg = R.aggregate(dirs, "knn_weighted_cosine")
+    agg = aggregate(dirs, "knn_weighted_cosine")
     assert agg.values == [0.8, 0.9, 1.0]
     assert agg.mean == pytest.approx(0.9) and agg.std == pytest.approx(0.1)
     assert agg.unit == "accuracy" and agg.epochs == 1
     assert agg.reason == "knn_weighted_cosine: no value; not evaluated yet"
-    assert R.format_aggregate(agg) == "90.00% (10.00)"
-    kl = R.aggregate(dirs[:3], "kl")
-    assert (kl.mean, kl.std) == (3.0, 1.0) and R.format_aggregate(kl) == "3.00 (1.00)"
-    one = R.aggregate(dirs[:1], "kl")
-    assert one.std is None and R.format_aggregate(one) == "2.00"
-    none = R.aggregate(dirs[:1], "nll_iwae")
-    assert none.mean is None and R.format_aggregate(none) == "n/a: nll_iwae: n/a"
+    assert format_aggregate(agg) == "90.00% (10.00)"
+    kl = aggregate(dirs[:3], "kl")
+    assert (kl.mean, kl.std) == (3.0, 1.0) and format_aggregate(kl) == "3.00 (1.00)"
+    one = aggregate(dirs[:1], "kl")
+    assert one.std is None and format_aggregate(one) == "2.00"
+    none = aggregate(dirs[:1], "nll_iwae")
+    assert none.mean is None and format_aggregate(none) == "n/a: nll_iwae: n/a"
 
 
-def test_verdict_within_noise_differs_and_budget():
+def _agg(values, epochs=50, protocol=None, reason=None):
+    return Aggregate(list(values), "", dict(protocol or {}), epochs, reason)
+
+
+def test_verdict_standard_error_over_seeds_and_test_images():
     cfg = C.load_preset("crvae-mnist")
-    entry = paper_number(cfg, "kl")  # 16.99 (0.08) over 5 runs
-    assert (entry.value, entry.std) == (16.99, 0.08)
+    kl = paper_number(cfg, "kl")  # 16.99 (0.08) over 5 runs
+    assert (kl.value, kl.std) == (16.99, 0.08)
 
-    def agg(values, epochs=50):
-        std = None if len(values) < 2 else float(__import__("statistics").stdev(values))
-        return R.Aggregate(values, sum(values) / len(values), std, "", {}, epochs, None)
+    def text(entry, ours, **kw):
+        return judge(entry, ours, target_epochs=50, **kw).text
 
-    # se = 0.1414 / sqrt(2) = 0.1; tolerance = 2 * sqrt(0.08^2 + 0.1^2) = 0.2561
-    near = R.verdict(entry, agg([17.0, 17.2]), 50)
-    assert near == "reproduced within noise (+0.11, tolerance 0.256)"
-    assert R.verdict(entry, agg([17.4, 17.6]), 50).startswith("differs (+0.51")
-    assert R.verdict(entry, agg([17.0]), 50) == "reproduced within noise (+0.01, tolerance 0.16)"
-    assert R.verdict(entry, agg([17.0], epochs=1), 50) == (
-        "not comparable (budget: 1 of 50 epochs)"
+    # seeds: se = 0.1414 / sqrt(2) = 0.1; tolerance = 2 * sqrt(0.08^2 + 0.1^2) = 0.2561
+    assert standard_error(_agg([17.0, 17.2]), "nats") == pytest.approx(0.1)
+    assert text(kl, _agg([17.0, 17.2])) == "reproduced within noise (+0.11, tolerance 0.2561)"
+    assert text(kl, _agg([17.4, 17.6])) == "differs (+0.51, tolerance 0.2561)"
+    assert text(kl, _agg([17.0])) == "reproduced within noise (+0.01, tolerance 0.16)"
+    # accuracies add the binomial error of n_test images: one run, then two seeds
+    knn = paper_number(cfg, "knn_weighted_cosine")  # 95.29% (0.14)
+    one = _agg([0.95], protocol={"n_test": 10000})
+    assert standard_error(one, "accuracy") == pytest.approx(math.sqrt(0.95 * 0.05 / 10000))
+    two = _agg([0.94, 0.96], protocol={"n_test": 10000})
+    se = math.sqrt(0.01**2 + 0.95 * 0.05 / 10000)  # stdev(0.94, 0.96)^2 / 2 = 0.01^2
+    assert standard_error(two, "accuracy") == pytest.approx(se)
+    verdict = judge(knn, two, target_epochs=50)
+    assert verdict.status == REPRODUCED
+    tolerance = 200 * math.hypot(0.0014, se)  # in %
+    assert verdict.text == f"reproduced within noise (-0.29%, tolerance {tolerance:.2f}%)"
+    assert standard_error(_agg([0.95]), "accuracy") == 0.0  # no n_test recorded
+    assert standard_error(_agg([]), "accuracy") == 0.0
+
+
+def test_verdict_not_comparable_reasons_and_tolerance_floor():
+    kl = paper_number(C.load_preset("crvae-mnist"), "kl")
+
+    def text(entry, ours, **kw):
+        return judge(entry, ours, **{"target_epochs": 50, **kw}).text
+
+    assert text(kl, _agg([17.0], epochs=1)) == "not comparable (budget: 1 of 50 epochs)"
+    assert text(kl, _agg([17.0]), fraction=0.5) == (
+        "not comparable (budget: 50 x 0.5 of the train set of 50 epochs)"
     )
-    half = R.verdict(entry, agg([17.0]), 50, fraction=0.5)
-    assert half == "not comparable (budget: 50 x 0.5 of the train set of 50 epochs)"
-    assert R.verdict(None, agg([1.0]), 50) == ""
-    assert math.isclose(entry.value, 16.99)
+    assert text(kl, _agg([17.0], epochs=None)) == text(kl, _agg([17.0]), target_epochs=None)
+    assert text(kl, _agg([])) == "not comparable (no value)"
+    assert text(kl, _agg([], reason="kl: crashed")) == "not comparable (no value: kl: crashed)"
+    assert text(kl, _agg([17.0]), mismatches=["a=1 (paper 2)", "b"]) == (
+        "not comparable (config: a=1 (paper 2); b)"
+    )
+    fid = paper_number(C.load_preset("cvae-mnist-paper"), "fid_inception")
+    assert text(fid, _agg([48.0]), target_epochs=None).startswith("not comparable (the paper's FID")
+    bt = paper_number(C.load_preset("btvae-cifar10"), "fid_inception")  # 0.2838, floor 10%
+    assert text(bt, _agg([0.29])) == "not comparable (protocol: paper dims=64, ours None)"
+    near = judge(bt, _agg([0.30], protocol={"dims": 64}), target_epochs=50)
+    assert (near.status, near.detail) == (REPRODUCED, "+0.0162, tolerance 0.02838")
+    assert judge(bt, _agg([0.32], protocol={"dims": 64}), target_epochs=50).status == DIFFERS
 
 
 def _fake_run_jobs(values):
@@ -217,3 +253,36 @@ def test_crvae_report_mean_std_over_seeds_and_code_knn(tmp_path, monkeypatch):
 def test_cli_reproduce_unknown_paper_exits_2(capsys):
     assert main(["reproduce", "nope-paper"]) == 2
     assert "unknown paper 'nope-paper'" in capsys.readouterr().err
+
+
+def test_compare_and_reproduce_share_the_verdict_of_a_run(tmp_path):
+    """One crvae-mnist run at the paper's budget: compare's cell and reproduce's line agree."""
+    runs = [p for p in R.plan("crvae-paper", "paper") if p.row.label == "mnist CR-VAE"][:1]
+    run_dir = tmp_path / "runs" / runs[0].job.name
+    metrics = {"knn_weighted_cosine": 0.951, "kl": 17.2}
+    _metrics_json(run_dir, metrics, epoch=50)
+    data = json.loads((run_dir / "metrics.json").read_text())
+    data["metrics"]["knn_weighted_cosine"]["protocol"]["n_test"] = 10000
+    (run_dir / "metrics.json").write_text(json.dumps(data))
+    C.save_yaml(runs[0].job.config, run_dir / "config.yaml")
+    result = R.write_report(PAPERS["crvae-paper"], "paper", runs, tmp_path)
+    lines = {x["metric"]: x for x in result["tables"]["Table III"]}
+    cells = result["compare"]["table"]
+    for metric in metrics:
+        assert lines[metric]["verdict"] == cells[metric][run_dir.name]["verdict"]
+    assert lines["kl"]["verdict"] == "differs (+0.21, tolerance 0.16)"
+    assert lines["knn_weighted_cosine"]["verdict"].startswith("reproduced within noise (-0.19%")
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<html") == 1 and "<span class=bad>differs (+0.21" in page
+
+
+def test_latent_figure_is_drawn_by_the_plots_module(tmp_path):
+    import numpy as np
+
+    from cvae.evaluation.plots import save_scatter
+
+    points = np.random.default_rng(0).normal(size=(50, 2))
+    labels = np.arange(50) % 10
+    path = save_scatter(points, labels, tmp_path / "f" / "latent.png", xlabel="a", ylabel="b",
+                        title="t")  # fmt: skip
+    assert path.read_bytes().startswith(b"\x89PNG")

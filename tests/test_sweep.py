@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from badinput import expect_refusal
 
 import cvae
 from cvae.cli import main
 from cvae.config import RunConfig, save_yaml
 from cvae.errors import ConfigError, CvaeError
-from cvae.training import train
-from cvae.training.runlog import read_metrics
-from cvae.training.sweep import (
+from cvae.evaluation.options import EvalConfig
+from cvae.experiments.sweep import (
     REQUEST,
     SweepJob,
     SweepRun,
@@ -32,6 +32,8 @@ from cvae.training.sweep import (
     sweep_jobs,
     write_summary,
 )
+from cvae.training import train
+from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
 
 
@@ -128,7 +130,8 @@ def test_plan_starts_resumes_evaluates_or_skips(tmp_path):
     ]
 
     fake_run(run_dir, job.config, epochs_done=1)
-    action, commands = plan_run(job, run_dir, evaluate=True, eval_args=["--embedding", "none"])
+    quick = EvalConfig(embedding="none")
+    action, commands = plan_run(job, run_dir, evaluate=True, eval_config=quick)
     assert action == "resume"
     assert commands[0][3:9] == ["train", "--resume", str(run_dir), "--epochs", "2", "--device"]
     assert commands[1][3:] == ["eval", str(run_dir), "--embedding", "none"]
@@ -141,6 +144,10 @@ def test_plan_starts_resumes_evaluates_or_skips(tmp_path):
     ckpt_time = (run_dir / CHECKPOINT).stat().st_mtime
     os.utime(metrics, (ckpt_time + 5, ckpt_time + 5))
     assert plan_run(job, run_dir, evaluate=True) == ("skip", [])
+    for partial in ('{"complete": false, "metrics": {}}', "not json"):  # interrupted or corrupt
+        metrics.write_text(partial)
+        os.utime(metrics, (ckpt_time + 5, ckpt_time + 5))
+        assert plan_run(job, run_dir, evaluate=True)[0] == "eval"
     os.utime(metrics, (ckpt_time - 5, ckpt_time - 5))  # evaluated an older checkpoint
     assert plan_run(job, run_dir, evaluate=True)[0] == "eval"
 
@@ -277,3 +284,22 @@ def test_cli_sweep_input_errors(tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert stdout.count("(not started): unknown config key 'train.nope'") == 2
     assert not (tmp_path / "s" / "train.nope=1").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"train: {lr: [1", "invalid YAML"),
+        (b"- a list\n", "expected a mapping"),
+        (b"\xff\xfe: 1", "not a UTF-8 text file"),
+    ],
+)
+def test_cli_sweep_refuses_a_corrupt_sweep_yaml(tmp_path, capsys, content, needle):
+    """A run directory whose sweep.yaml cannot be read: one line, exit 2, nothing touched."""
+    out = tmp_path / "s"
+    (out / "run").mkdir(parents=True)
+    (out / "run" / REQUEST).write_bytes(content)
+    argv = ["sweep", "--out", str(out), "--set", "data.dataset=digits"]
+    line = expect_refusal(capsys, argv, code=2, needle=needle, root=tmp_path)
+    assert str(out / "run" / REQUEST) in line and "use another --out or delete that run" in line
+    assert not (out / "summary.md").exists()

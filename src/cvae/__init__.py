@@ -10,11 +10,32 @@ Python API::
     x = run.sample(16)
 """
 
-from cvae.api import Run, load
-from cvae.config import RunConfig, load_preset
-from cvae.data import load_data
-from cvae.training import train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cvae.api import Run, load, train
+    from cvae.config import RunConfig, load_preset
+    from cvae.data import load_data
 
 __version__ = "0.1.0"
 
 __all__ = ["Run", "RunConfig", "__version__", "load", "load_data", "load_preset", "train"]
+
+# imported on first use, so that `cvae --help` and Ctrl-C at start-up need no torch import
+_LAZY = {
+    "Run": "cvae.api",
+    "load": "cvae.api",
+    "RunConfig": "cvae.config",
+    "load_preset": "cvae.config",
+    "load_data": "cvae.data",
+    "train": "cvae.api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cvae' has no attribute {name!r}")

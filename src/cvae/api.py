@@ -1,4 +1,5 @@
-"""Python API for trained runs: ``run = cvae.load(run_dir)``, then encode/decode/sample.
+"""Python API for trained runs: ``run = cvae.load(run_dir)``, then encode/decode/sample; and
+:func:`train`, which records the provenance of data handed to it.
 
 Inputs may be uint8 images (converted like the training data) or float tensors already in the
 run's value range. Outputs of :meth:`Run.decode`, :meth:`Run.reconstruct` and :meth:`Run.sample`
@@ -7,18 +8,23 @@ are in the run's value range (``run.value_range``); :meth:`Run.to_unit` maps the
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from cvae.config import RunConfig, ValueRange, from_plain
-from cvae.data.base import from_float, to_float
-from cvae.errors import CvaeError
+from cvae.data.base import IN_MEMORY, DataSplits, ImageDataset, from_float, to_float
+from cvae.errors import CvaeError, one_line
 from cvae.methods import Method, build_method, resolve
 from cvae.networks import VAE
-from cvae.training.checkpoint import load_checkpoint
-from cvae.training.trainer import CHECKPOINT, resolve_device
+from cvae.training import TrainResult
+from cvae.training import train as _train
+from cvae.training.checkpoint import CHECKPOINT, load_run_checkpoint, load_state
+from cvae.training.trainer import resolve_device
 
 
 @dataclass
@@ -39,6 +45,12 @@ class Run:
     @property
     def value_range(self) -> ValueRange:
         return self.method.value_range
+
+    @property
+    def dataset_name(self) -> str:
+        """The configured dataset, or for splits handed to the API the name they carried."""
+        name = self.config.data.dataset
+        return read_data_info(self.run_dir).get("name", name) if name == IN_MEMORY else name
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in the value range; float tensors are passed through."""
@@ -113,16 +125,105 @@ class Run:
 
 
 def load(run_dir: str | Path, device: str = "cpu") -> Run:
-    """Load the last checkpoint of a run directory written by ``cvae train``."""
+    """Load the last checkpoint of a run directory written by ``cvae train``.
+
+    A checkpoint that is not one of this package's runs (missing keys, other shapes, non-finite
+    weights) raises a one-line :class:`CvaeError`.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CvaeError(f"{run_dir}: run directory not found")
-    dev = resolve_device(device)
-    ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=dev)
-    c, h, w = (int(n) for n in ckpt["image_shape"])
-    shape = (c, h, w)
-    cfg = resolve(from_plain(ckpt["config"]), shape)
-    method = build_method(cfg, shape).to(dev)
-    method.load_state_dict(ckpt["method"])
+    try:
+        dev = resolve_device(device)
+    except RuntimeError:
+        raise CvaeError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from None
+    path = run_dir / CHECKPOINT
+    ckpt = load_run_checkpoint(path, map_location=dev)
+    try:
+        c, h, w = (int(n) for n in ckpt["image_shape"])
+        shape = (c, h, w)
+        cfg = resolve(from_plain(ckpt["config"]), shape)
+        method = build_method(cfg, shape).to(dev)
+        epoch = int(ckpt["epoch"])
+    except (CvaeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
+        raise CvaeError(f"{path}: not a checkpoint this cvae can load ({one_line(err)})") from None
+    load_state(method, ckpt["method"], path, "model")
+    state = method.state_dict().items()
+    bad = [k for k, v in state if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise CvaeError(f"{path}: {len(bad)} tensors hold NaN or inf (e.g. {bad[0]}): it diverged")
     method.eval()
-    return Run(run_dir, cfg, method, shape, ckpt["epoch"], dev)
+    return Run(run_dir, cfg, method, shape, epoch, dev)
+
+
+def train(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    data: DataSplits | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into ``run_dir`` (or continue it with ``resume=True``), as ``cvae train``.
+
+    ``data``: splits to train on instead of loading ``cfg.data.dataset``. The run records their
+    sha256 (:func:`handed_over`); unless they are the splits the config names, its dataset is
+    ``in-memory`` and evaluating it needs the same data: ``evaluate(run_dir, data=data)``.
+    """
+    if data is not None:
+        cfg, data = handed_over(cfg, data)
+    return _train(cfg, run_dir, resume=resume, data=data)
+
+
+def handed_over(cfg: RunConfig, data: DataSplits) -> tuple[RunConfig, DataSplits]:
+    """Config and splits whose ``info`` tells that ``data`` was handed to the API, with its hash.
+
+    Splits that :func:`cvae.load_data` made for ``cfg.data`` (same dataset, sizes and split
+    seed in ``info``) keep the config's dataset; any others make it ``in-memory``.
+    """
+    sizes = {name: None if split is None else len(split) for name, split in _splits(data)}
+    info = data.info
+    loaded = (
+        info.get("dataset") == cfg.data.dataset
+        and info.get("sizes") == sizes
+        and info.get("split_seed") == cfg.data.split_seed
+    )
+    if not loaded:
+        cfg = from_plain(cfg.to_dict())
+        cfg.data.dataset = IN_MEMORY
+        info = {
+            "dataset": IN_MEMORY,
+            "source": "tensors handed to the Python API (train(..., data=...))",
+            "name": data.name,
+            "sizes": sizes,
+            "image_shape": list(data.train.shape),
+            "given_info": info,
+        }
+    info = {**info, "handed_to_api": True, "sha256": splits_sha256(data)}
+    return cfg, DataSplits(data.name, data.train, data.val, data.test, info)
+
+
+def splits_sha256(data: DataSplits) -> dict[str, str | None]:
+    """sha256 of each split's uint8 images (and labels): ``{"train", "val", "test"}``."""
+    return {name: None if split is None else dataset_sha256(split) for name, split in _splits(data)}
+
+
+def dataset_sha256(data: ImageDataset) -> str:
+    """sha256 over the shape, the uint8 image bytes and the int64 labels of ``data``."""
+    h = hashlib.sha256(repr(tuple(data.images.shape)).encode())
+    h.update(data.images.detach().cpu().contiguous().numpy().data)
+    if data.labels is not None:
+        h.update(data.labels.detach().cpu().to(torch.int64).contiguous().numpy().data)
+    return h.hexdigest()
+
+
+def _splits(data: DataSplits) -> list[tuple[str, ImageDataset | None]]:
+    return [("train", data.train), ("val", data.val), ("test", data.test)]
+
+
+def read_data_info(run_dir: Path) -> dict[str, Any]:
+    """The run's ``data.json`` (what it was trained on), or ``{}`` when absent or unreadable."""
+    try:
+        info = json.loads((run_dir / "data.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}

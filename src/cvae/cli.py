@@ -1,14 +1,17 @@
 """Command-line interface: ``cvae train | eval | compare | sweep | reproduce | demo | presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
-interrupted or diverged run keeps its last good checkpoint and says how to resume.
+interrupted or diverged run keeps its last good checkpoint and says how to resume; any other
+exception is one line and exit 1 (``CVAE_TRACEBACK=1`` prints its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="packaged preset name (see `cvae presets`) or a YAML file")
     t.add_argument("--config", help="YAML config file (applied after --preset)")
     t.add_argument("--method", help="vae | cvae | btvae | crvae | aavae | ae | aaae")
-    t.add_argument("--dataset", help="e.g. mnist | fashion-mnist | cifar10 | stl10 | celeba")
+    t.add_argument("--dataset", help="a name of cvae.data.DATASETS, e.g. mnist (docs/datasets.md)")
     t.add_argument(
         "--data-dir", help="folder holding the dataset files (or a root with one per dataset)"
     )
@@ -109,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=V1,V2,...",
-        help="a grid axis (dotted key or a train flag name), e.g. --set loss.beta=1e-3,1e-5",
+        help="a grid axis (dotted key or a train flag name), e.g. "
+        "--set loss.terms.kl.weight=1e-3,1e-5",
     )
     s.add_argument("--out", type=Path, required=True, help="folder holding one dir per run")
     s.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores/N threads)")
@@ -137,43 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--embedding", choices=["umap", "tsne", "both", "none"], default="umap")
-    p.add_argument("--knn-k", type=int, default=200)
-    p.add_argument("--knn-temperature", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument(
-        "--feature",
-        choices=["auto", "mu", "h"],
-        default="auto",
-        help="representation for probes (auto: h for aavae/ae/aaae, else mu)",
-    )
-    p.add_argument(
-        "--mi-batch", type=int, default=256, help="aggregate-posterior batch for MI (CR-VAE: 256)"
-    )
-    p.add_argument("--iwae-k", type=int, default=100, help="IWAE samples per image (0: skip)")
-    p.add_argument(
-        "--iwae-n", type=int, default=500, help="test images for IWAE (random subset; 0: all)"
-    )
-    p.add_argument(
-        "--linear-epochs", type=int, default=200, help="epochs of the Adam linear probe (CR-VAE)"
-    )
-    p.add_argument("--no-linear", action="store_true", help="skip both torch linear probes")
-    p.add_argument(
-        "--linear-sgd",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="AAVAE linear eval with re-encoded augmented images (default: aavae/ae/aaae only)",
-    )
-    p.add_argument("--linear-sgd-epochs", type=int, default=90)
+    from cvae.evaluation.options import add_arguments
+
+    add_arguments(p)
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
-    p.add_argument(
-        "--fid-n", type=int, default=10_000, help="prior samples vs test images for FID (0: skip)"
-    )
-    p.add_argument(
-        "--fid-weights", type=Path, help="Inception-v3 FID weights (pt_inception-2015-12-05)"
-    )
-    p.add_argument("--fid-dims", type=int, choices=[64, 2048], default=2048)
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -208,30 +179,55 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
     return check_config(cfg)
 
 
+def _import_train():  # -> cvae.training.train
+    """Import the training stack with Ctrl-C held back until the import is complete: an import
+    of torch or numpy interrupted halfway breaks the next one. A Ctrl-C meanwhile is raised
+    after it."""
+    import signal
+
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
+    try:
+        from cvae.training import train
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+    return train
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from cvae.training import train
+    run_dir = args.resume
+    try:
+        train = _import_train()
+        cfg = _train_config(args)
+        if run_dir is None:
+            run_dir = args.out or Path("runs") / (
+                f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            )
+        if args.devices is not None and args.devices > 1:
+            from cvae.training.distributed import launch_train
 
-    cfg = _train_config(args)
-    if args.resume is not None:
-        run_dir = args.resume
-    else:
-        run_dir = (
-            args.out
-            or Path("runs") / f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            code = launch_train(cfg, run_dir, args.resume is not None, args.devices)
+            if code != 0:
+                return code
+        else:
+            result = train(cfg, run_dir, resume=args.resume is not None)
+            if result.rank != 0:  # one of several torchrun processes: rank 0 reports
+                return 0
+            last = result.history[-1] if result.history else {}
+            summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
+            print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
+    except KeyboardInterrupt:
+        # training.checkpoint.CHECKPOINT, named here without importing torch
+        ckpt = None if run_dir is None else run_dir / "checkpoints" / "last.pt"
+        kept = (
+            f"the last checkpoint is kept (resume with `cvae train --resume {run_dir}`)"
+            if ckpt is not None and ckpt.is_file()
+            else "no checkpoint was written"
         )
-    if args.devices is not None and args.devices > 1:
-        from cvae.training.distributed import launch_train
-
-        code = launch_train(cfg, run_dir, args.resume is not None, args.devices)
-        if code != 0:
-            return code
-    else:
-        result = train(cfg, run_dir, resume=args.resume is not None)
-        if result.rank != 0:  # one of several torchrun processes: rank 0 reports
-            return 0
-        last = result.history[-1] if result.history else {}
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith("val_"))
-        print(f"trained {result.epochs_completed} epochs -> {run_dir} ({summary})")
+        print(f"cvae: interrupted; {kept}", file=sys.stderr)
+        return 130
     if args.eval:
         from cvae.evaluation.evaluate import evaluate
 
@@ -253,29 +249,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from cvae.evaluation.evaluate import evaluate
+    from cvae.evaluation.options import from_args
 
+    config = from_args(args)  # checked before any work
     if args.threads is not None:
+        if args.threads < 1:
+            raise CvaeError(f"threads must be an integer >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    result = evaluate(
-        args.run_dir,
-        embedding=args.embedding,
-        knn_k=args.knn_k,
-        knn_temperature=args.knn_temperature,
-        seed=args.seed,
-        device=args.device,
-        feature=args.feature,
-        mi_batch=args.mi_batch,
-        iwae_k=args.iwae_k,
-        iwae_n=args.iwae_n,
-        linear_epochs=0 if args.no_linear else args.linear_epochs,
-        run_linear_sgd=False if args.no_linear else args.linear_sgd,
-        linear_sgd_epochs=args.linear_sgd_epochs,
-        fid_n=args.fid_n,
-        fid_weights=args.fid_weights,
-        fid_dims=args.fid_dims,
-    )
+    try:
+        result = evaluate(args.run_dir, config)
+    except KeyboardInterrupt:
+        print(f"cvae: eval interrupted; {_eval_kept(args.run_dir)}", file=sys.stderr)
+        return 130
     _print_eval(result)
     return 0
+
+
+def _eval_kept(run_dir: Path) -> str:
+    """What an interrupted ``cvae eval`` left in ``run_dir/metrics.json``."""
+    import json
+
+    path = run_dir / "metrics.json"
+    try:
+        partial = json.loads(path.read_text()).get("complete") is False
+    except (OSError, ValueError, AttributeError):
+        partial = False
+    if partial:
+        return f"the metrics computed so far are in {path} (complete: false)"
+    return f"no metric was computed yet; {path} is unchanged"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -299,7 +300,7 @@ def cmd_presets(_: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from cvae.evaluation.compare import compare, markdown_table
+    from cvae.experiments.compare import compare, markdown_table
 
     result = compare(args.run_dirs, args.out, title=args.title)
     print(markdown_table(result))
@@ -313,7 +314,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import signal
 
     from cvae import config as C
-    from cvae.training.sweep import format_markdown, parse_grid, run_sweep
+    from cvae.evaluation.options import from_argv
+    from cvae.experiments.sweep import format_markdown, parse_grid, run_sweep
 
     if args.base and args.preset:
         raise CvaeError("give the base preset either as BASE or as --preset, not both")
@@ -333,7 +335,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             args.out,
             jobs=args.jobs,
             evaluate=args.eval,
-            eval_args=shlex.split(args.eval_args),
+            eval_config=from_argv(shlex.split(args.eval_args)),
             dry_run=args.dry_run,
         )
     except KeyboardInterrupt:
@@ -354,7 +356,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     import signal
 
-    from cvae.reproduce import reproduce
+    from cvae.experiments.reproduce import reproduce
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -405,6 +407,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"cvae: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug, or a case no check foresaw: one line, exit 1
+        if os.environ.get("CVAE_TRACEBACK", "") not in ("", "0"):
+            traceback.print_exc()
+        message = " ".join(str(err).split())
+        if len(message) > 300:
+            message = message[:297] + "..."
+        print(
+            f"cvae: internal error: {type(err).__name__}: {message} "
+            "(set CVAE_TRACEBACK=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -15,3 +15,14 @@ class ConfigError(CvaeError):
 
 class TrainingDiverged(CvaeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def one_line(err: BaseException, limit: int = 200) -> str:
+    """An exception as one informative line (headers such as ``Error(s) in ...:`` dropped, a
+    missing key named), shortened to ``limit`` characters."""
+    if isinstance(err, KeyError):
+        return f"no {err} entry"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = "; ".join([line for line in lines if not line.endswith(":")] or lines)
+    text = text or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

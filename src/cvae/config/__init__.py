@@ -11,6 +11,7 @@ and coercion), :mod:`~cvae.config.checks` (per-field validation), :mod:`~cvae.co
 
 from cvae.config.checks import schedule_spec, validate
 from cvae.config.files import (
+    changed_keys,
     from_dict,
     from_plain,
     load_preset,
@@ -61,6 +62,7 @@ __all__ = [
     "TermsConfig",
     "TrainConfig",
     "ValueRange",
+    "changed_keys",
     "from_dict",
     "flatten",
     "from_plain",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, get_args
 
 from cvae.config.schema import Bound, RunConfig, bound_of
@@ -30,8 +31,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     for key, value, f, hint in _leaves(checked):
         _check_finite(key, value)
         _check_bound(key, value, f, type(None) in get_args(hint))
+        _check_pattern(key, value, f)
     for term, text in checked.loss.schedules.items():
         schedule_spec(text, f"loss.schedules.{term}")
+    _check_combinations(checked)
     return cfg
 
 
@@ -64,7 +67,20 @@ def _numbers(value: Any) -> Iterator[Any]:
 
 def _check_finite(key: str, value: Any) -> None:
     if not all(math.isfinite(x) for x in _numbers(value)):
-        raise ConfigError(f"{key} must be finite, got {value}")
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+
+
+def _check_pattern(key: str, value: Any, f: dataclasses.Field[Any]) -> None:
+    pattern = f.metadata.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ConfigError(f"{key} '{value}' is not one of {f.metadata['choices']}")
+
+
+def _check_combinations(cfg: RunConfig) -> None:
+    """Checks between fields of the schema (registry-dependent ones: :mod:`cvae.methods`)."""
+    tc = cfg.train
+    if tc.optimizer == "sgd" and tc.nesterov and tc.momentum == 0:
+        raise ConfigError("train.nesterov needs train.momentum > 0")
 
 
 def _check_bound(key: str, value: Any, f: dataclasses.Field[Any], optional: bool) -> None:
@@ -72,15 +88,20 @@ def _check_bound(key: str, value: Any, f: dataclasses.Field[Any], optional: bool
     if bound is None or value is None:
         return
     if isinstance(value, list):
-        _check_list_bound(key, value, bound, nonempty=bool(f.metadata.get("nonempty")))
+        _check_list_bound(key, value, bound, f.metadata)
     elif not bound.holds(value):
         null = " or null" if optional else ""
         raise ConfigError(f"{key} must be {bound}{null}, got {value}")
 
 
-def _check_list_bound(key: str, value: list[float], bound: Bound, nonempty: bool) -> None:
-    if nonempty and not value:
+def _check_list_bound(
+    key: str, value: list[float], bound: Bound, metadata: Mapping[str, Any]
+) -> None:
+    if metadata.get("nonempty") and not value:
         raise ConfigError(f"{key} must not be empty")
+    length = metadata.get("length")
+    if length is not None and len(value) != length:
+        raise ConfigError(f"{key} must have {length} entries, got {value}")
     if not all(bound.holds(x) for x in value):
         raise ConfigError(f"each entry of {key} must be {bound}, got {value}")
 

@@ -56,6 +56,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(data, dict):
@@ -78,6 +82,12 @@ def load_preset(name: str) -> RunConfig:
     data = yaml.safe_load(path.read_text())
     data.setdefault("preset", name)
     return from_dict(data)
+
+
+def changed_keys(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    flat_a, flat_b = flatten(a.to_dict()), flatten(b.to_dict())
+    return [k for k in flat_a if flat_a[k] != flat_b[k]]
 
 
 def save_yaml(cfg: RunConfig, path: Path) -> None:

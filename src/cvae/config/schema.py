@@ -36,12 +36,14 @@ Precision = Literal["fp32", "bf16"]
 
 @dataclass(frozen=True)
 class Bound:
-    """An interval a number (or each number of a list) must lie in."""
+    """An interval a number (or each number of a list) must lie in; ``text`` names it in
+    messages when the default (``> 0``, ``in [0, 1)``) does not read well."""
 
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
+    text: str | None = None
 
     def holds(self, x: float) -> bool:
         above = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
@@ -49,6 +51,8 @@ class Bound:
         return above and below
 
     def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
         if self.hi is None:
             return f"{'>' if self.lo_open else '>='} {self.lo:g}"
         lo = "-inf" if self.lo is None else f"{self.lo:g}"
@@ -60,6 +64,9 @@ NON_NEGATIVE = Bound(0)
 AT_LEAST_ONE = Bound(1)
 UNIT = Bound(0, 1, hi_open=True)
 """[0, 1)"""
+SEED = Bound(0, 2**32, hi_open=True, text="in [0, 2**32)")
+"""Per-epoch generators derive larger seeds from it that torch must accept."""
+DEVICE = r"auto|cpu|mps|cuda(:\d+)?"
 
 
 def bounded(default: _T, bound: Bound) -> _T:
@@ -71,6 +78,12 @@ def bounded_list(factory: Callable[[], _T], bound: Bound) -> _T:
     return field(default_factory=factory, metadata={"bound": bound})
 
 
+def matching(default: str, pattern: str, choices: str) -> str:
+    """A string field that must match the regular expression ``pattern`` (``choices`` names the
+    accepted values in messages)."""
+    return field(default=default, metadata={"pattern": pattern, "choices": choices})
+
+
 def bound_of(f: dataclasses.Field[Any]) -> Bound | None:
     bound = f.metadata.get("bound")
     return bound if isinstance(bound, Bound) else None
@@ -79,18 +92,20 @@ def bound_of(f: dataclasses.Field[Any]) -> Bound | None:
 @dataclass(slots=True)
 class DataConfig:
     dataset: str = "digits"
-    """digits | mnist | fashion-mnist | emnist | cifar10 | stl10 | stl10-unlabeled | celeba |
-    omniglot | folder | synthetic (see docs/datasets.md)."""
+    """A name in the dataset registry, ``cvae.data.DATASETS`` (see docs/datasets.md)."""
     data_dir: str | None = None
     """Folder holding the files (or a data root holding one folder per dataset)."""
     download: bool = False
     """Download missing files (checksum-verified) when ``data_dir`` is not given."""
     image_size: int | None = bounded(None, POSITIVE)
     """Resize images of a ``folder`` dataset to this square size."""
-    synthetic_shape: list[int] = bounded_list(lambda: [1, 28, 28], POSITIVE)
+    synthetic_shape: list[int] = field(
+        default_factory=lambda: [1, 28, 28], metadata={"bound": POSITIVE, "length": 3}
+    )
+    """(C, H, W) of the ``synthetic`` dataset's images."""
     synthetic_size: int = bounded(2048, AT_LEAST_ONE)
     val_fraction: float = bounded(0.1, UNIT)
-    split_seed: int = 0
+    split_seed: int = bounded(0, SEED)
     value_range: Literal["auto", ValueRange] = "auto"
     """01 (ToTensor) | pm1 (Normalize 0.5/0.5) | auto (pm1 for 3 channels, else 01)."""
     channels: int | None = None
@@ -238,19 +253,19 @@ class TrainConfig:
     epochs: int = bounded(10, POSITIVE)
     batch_size: int = bounded(128, POSITIVE)
     lr: float = bounded(1e-4, POSITIVE)
-    weight_decay: float = 0.0
+    weight_decay: float = bounded(0.0, NON_NEGATIVE)
     optimizer: Optimizer = "adam"
-    momentum: float = 0.9
+    momentum: float = bounded(0.9, NON_NEGATIVE)
     """SGD momentum."""
     nesterov: bool = False
     scheduler: Scheduler = "none"
     """none | exponential (lr_gamma per epoch) | plateau (ReduceLROnPlateau on the epoch's mean
     train loss) | warmup (linear warm-up from 0 over warmup_epochs, per step, then constant)."""
-    lr_gamma: float = 0.95
-    plateau_factor: float = 0.9
-    plateau_patience: int = 20
-    min_lr: float = 0.0
-    warmup_epochs: float = 10.0
+    lr_gamma: float = bounded(0.95, POSITIVE)
+    plateau_factor: float = bounded(0.9, Bound(0, 1, lo_open=True, hi_open=True))
+    plateau_patience: int = bounded(20, NON_NEGATIVE)
+    min_lr: float = bounded(0.0, NON_NEGATIVE)
+    warmup_epochs: float = bounded(10.0, NON_NEGATIVE)
     grad_clip: float | None = bounded(1.0, POSITIVE)
     """Max global gradient norm; null disables clipping."""
     drop_last: bool = False
@@ -260,14 +275,14 @@ class TrainConfig:
     precision: Precision = "fp32"
     """fp32 | bf16 (autocast; losses stay fp32)."""
     compile: bool = False
-    device: str = "auto"
+    device: str = matching("auto", DEVICE, "auto, cpu, cuda, cuda:N, mps")
     """auto (cuda if available) | cpu | cuda | cuda:N (several processes: cuda:LOCAL_RANK)."""
     sync_batchnorm: bool = False
     """Several processes: BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only);
     false: each process normalises over its own rows."""
     threads: int | None = bounded(None, AT_LEAST_ONE)
     """torch intra-op threads (CPU); null keeps torch's default."""
-    seed: int = 0
+    seed: int = bounded(0, SEED)
     checkpoint_every: int = bounded(1, POSITIVE)
     """Epochs between checkpoints (the last epoch is always saved)."""
     checkpoint_every_steps: int = bounded(0, NON_NEGATIVE)

@@ -7,33 +7,32 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cvae.data import celeba, omniglot
-from cvae.data.base import DataSplits, ImageDataset, from_float, split_train_val, to_float
-from cvae.data.catalog import dataset_available, dataset_dir, missing_message
-from cvae.data.celeba import load_celeba
-from cvae.data.cifar import load_cifar10
-from cvae.data.digits import TEST_FRACTION, TEST_SEED, load_digits
-from cvae.data.emnist import load_emnist
-from cvae.data.fashion import load_fashion_mnist
-from cvae.data.folder import load_folder
-from cvae.data.mnist import load_mnist
-from cvae.data.omniglot import load_omniglot
-from cvae.data.stl10 import load_stl10
-from cvae.data.synthetic import synthetic
+from cvae.data.base import DataSplits, ImageDataset, Loaded, from_float, split_train_val, to_float
+from cvae.data.registry import (
+    REGISTRY,
+    DatasetSpec,
+    Request,
+    dataset_available,
+    dataset_dir,
+    get_dataset,
+    missing_message,
+)
 from cvae.errors import ConfigError
 
-DATASETS = (
-    "digits", "mnist", "fashion-mnist", "emnist", "cifar10", "stl10", "stl10-unlabeled",
-    "celeba", "omniglot", "folder", "synthetic",
-)  # fmt: skip
+DATASETS: tuple[str, ...] = tuple(REGISTRY)
+"""The dataset names, in the registry's order."""
 
 __all__ = [
     "DATASETS",
+    "REGISTRY",
     "DataSplits",
+    "DatasetSpec",
     "ImageDataset",
+    "Loaded",
     "dataset_available",
     "dataset_dir",
     "from_float",
+    "get_dataset",
     "load_data",
     "missing_message",
     "to_float",
@@ -42,9 +41,9 @@ __all__ = [
 _RESIZE_CHUNK = 4096
 
 
-def _resize(data: ImageDataset | None, size: int) -> ImageDataset | None:
+def _resize(data: ImageDataset, size: int) -> ImageDataset:
     """Bilinear (antialiased) resize to ``size`` x ``size``; a no-op when already that size."""
-    if data is None or data.images.shape[-2:] == (size, size):
+    if data.images.shape[-2:] == (size, size):
         return data
     chunks = [
         F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
@@ -79,58 +78,27 @@ def load_data(
     ``synthetic_size // 4`` test images of ``synthetic_shape``. ``info`` records the provenance
     of every split.
     """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    spec = get_dataset(name)
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size}")
     root = None if data_dir is None else Path(data_dir).expanduser()
+    loaded = spec.load(Request(root, download, image_size, synthetic_shape, synthetic_size))
 
-    val = None
-    if name == "mnist":
-        train, test, info = load_mnist(root, download=download)
-    elif name == "fashion-mnist":
-        train, test, info = load_fashion_mnist(root, download=download)
-    elif name == "emnist":
-        train, test, info = load_emnist(root, download=download)
-    elif name in ("stl10", "stl10-unlabeled"):
-        unlabeled = name == "stl10-unlabeled"
-        train, test, info = load_stl10(root, unlabeled=unlabeled, download=download)
-    elif name == "celeba":
-        size = image_size or celeba.SIZE
-        train, val, test, info = load_celeba(root, download=download, size=size)
-    elif name == "omniglot":
-        size = image_size or omniglot.SIZE
-        train, test, info = load_omniglot(root, download=download, size=size)
-    elif name == "cifar10":
-        train, test, info = load_cifar10(root, download=download)
-    elif name == "folder":
-        if root is None:
-            raise ConfigError("dataset 'folder' needs data_dir (the folder of images)")
-        train, info = load_folder(root, image_size=image_size)
-        test = None
-    elif name == "digits":
-        train, test = load_digits()
-        info = {
-            "source": "sklearn.datasets.load_digits",
-            "test_split": f"random {TEST_FRACTION:.0%}, seed {TEST_SEED}",
-        }
-    else:
-        train, test = synthetic(synthetic_shape, synthetic_size, synthetic_size // 4)
-        info = {"source": "synthetic", "shape": list(synthetic_shape), "seed": 0}
-
+    train, val, test = loaded.train, loaded.val, loaded.test
     if image_size is not None:
-        train, test = _resize(train, image_size), _resize(test, image_size)
+        train = _resize(train, image_size)
+        val, test = (None if d is None else _resize(d, image_size) for d in (val, test))
+    official_val = val is not None
     if val is None:
         train, val = split_train_val(train, val_fraction, split_seed)
     sizes = {"train": len(train), "val": len(val), "test": None if test is None else len(test)}
     info = {
         "dataset": name,
-        "md5_verified": False,
-        **info,
+        **loaded.info,
         "split_seed": split_seed,
-        "val_fraction": val_fraction if name != "celeba" else None,
+        "val_fraction": None if official_val else val_fraction,
         "image_shape": list(train.shape),
         "sizes": sizes,
     }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from cvae.errors import DataError
 
 ValueRange = Literal["01", "pm1"]
+IN_MEMORY = "in-memory"  # the dataset of a run trained on splits handed to the Python API
 
 
 @dataclass
@@ -59,6 +60,36 @@ class ImageDataset:
         return ImageDataset(
             self.images.expand(-1, channels, -1, -1).contiguous(), self.labels, self.classes
         )
+
+
+@dataclass
+class Loaded:
+    """What every dataset loader returns: the official splits and one schema of provenance.
+
+    ``files``: each file checked -> its md5; ``downloaded``: the names fetched by this call;
+    ``val``: an official validation split (else ``load_data`` carves one out of ``train``);
+    ``extra``: the loader's own provenance (transform, cache, ...).
+    """
+
+    train: ImageDataset
+    test: ImageDataset | None
+    source: str
+    files: dict[str, str] = field(default_factory=dict)
+    md5_verified: bool = False
+    downloaded: list[str] = field(default_factory=list)
+    val: ImageDataset | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Provenance as a JSON-able dict: source, files, md5_verified, downloaded, extras."""
+        return {
+            "source": self.source,
+            "files": dict(self.files),
+            "md5_verified": self.md5_verified,
+            "downloaded": list(self.downloaded),
+            **self.extra,
+        }
 
 
 @dataclass

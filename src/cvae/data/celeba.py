@@ -15,10 +15,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvae.data.base import ImageDataset
+from cvae.data.base import ImageDataset, Loaded
 from cvae.data.cache import cache_file, load_cache, save_cache
-from cvae.data.download import default_data_root, md5_file, resolve_folder, verify_md5
-from cvae.data.download import download as fetch
+from cvae.data.download import (
+    Remote,
+    dataset_folder,
+    default_data_root,
+    describe,
+    fetch_missing,
+    md5_file,
+    verify_md5,
+)
 from cvae.errors import DataError
 
 ARCHIVE = "img_align_celeba.zip"
@@ -79,9 +86,14 @@ def _decode_all(
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def _fetch_manually_hint(folder: Path, names: list[str]) -> str:
-    urls = ", ".join(f"{name} ({DRIVE_URL}{FILES[name][0]})" for name in names)
-    return f"download {urls} from Google Drive (see {HOMEPAGE}) into {folder}"
+def remotes() -> list[Remote]:
+    """The aligned-faces zip and the partition file, on Google Drive."""
+    return [Remote(name, md5, (DRIVE_URL + drive_id,)) for name, (drive_id, md5) in FILES.items()]
+
+
+def by_hand(folder: Path, remotes: list[Remote]) -> str:
+    """What to do when Google Drive refuses a scripted download."""
+    return f"download {describe(remotes)} from Google Drive (see {HOMEPAGE}) into {folder}"
 
 
 def load_celeba(
@@ -90,9 +102,10 @@ def load_celeba(
     download: bool = False,
     size: int = SIZE,
     cache_root: Path | None = None,
-) -> tuple[ImageDataset, ImageDataset, ImageDataset, dict]:
+) -> Loaded:
     """CelebA's official (train 162770, valid 19867, test 19962) splits, unlabeled, as uint8
-    ``[N, 3, size, size]``: centre crop 148 then resize to ``size`` (spec 4.3, no flip).
+    ``[N, 3, size, size]``: centre crop 148 then resize to ``size`` (spec 4.3, no flip); the
+    official valid partition is ``val``.
 
     ``root``: the folder holding ``list_eval_partition.txt`` and ``img_align_celeba.zip`` (or the
     extracted ``img_align_celeba/``), or a data root holding ``celeba/``. The zip and the partition
@@ -100,23 +113,14 @@ def load_celeba(
     refuses scripted downloads: then fetch the files by hand. The decoded tensors are cached
     under ``<cache_root or the data root>/celeba/``.
     """
-    base = default_data_root() if root is None else Path(root)
-    folder = resolve_folder(base, "celeba", [PARTITION, ARCHIVE, IMAGE_DIR])
+    folder = dataset_folder(root, "celeba", [PARTITION, ARCHIVE, IMAGE_DIR])
     image_dir, archive, partition = folder / IMAGE_DIR, folder / ARCHIVE, folder / PARTITION
-    missing = [PARTITION] if not partition.is_file() else []
-    if not image_dir.is_dir() and not archive.is_file():
-        missing.append(ARCHIVE)
-    if missing and not download:
-        raise DataError(
-            f"CelebA files missing in {folder}: {', '.join(missing)}; "
-            + _fetch_manually_hint(folder, missing)
-        )
-    for name in missing:
-        drive_id, md5 = FILES[name]
-        try:
-            fetch([DRIVE_URL + drive_id], folder / name, md5)
-        except DataError as err:
-            raise DataError(f"{err}; {_fetch_manually_hint(folder, [name])}") from err
+    wanted = [r for r in remotes() if r.name == PARTITION or not image_dir.is_dir()]
+    absent = [r for r in wanted if not (folder / r.name).is_file()]
+    downloaded = []
+    if absent:
+        hint = by_hand(folder, absent)
+        downloaded = fetch_missing(folder, absent, download=download, title="CelebA", hint=hint)
     verify_md5(partition, FILES[PARTITION][1])
     names, parts = read_partition(partition)
 
@@ -125,17 +129,15 @@ def load_celeba(
     key = [_CACHE_VERSION, str(source.resolve()), stat.st_size, stat.st_mtime_ns, CROP, size]
     cache = cache_file(cache_root or default_data_root(), "celeba", [*key, md5_file(partition)])
     cached = load_cache(cache)
-    info = {
-        "source": str(source.resolve()),
-        "files": {PARTITION: FILES[PARTITION][1]},
-        "md5_verified": source == archive,
+    files = {PARTITION: FILES[PARTITION][1]}
+    if source == archive:
+        files[ARCHIVE] = FILES[ARCHIVE][1]
+    extra = {
         "transform": f"center crop {CROP}, bilinear resize {size}",
         "cache": str(cache),
         "cache_hit": cached is not None,
         "val_split": "official list_eval_partition valid (1)",
     }
-    if source == archive:
-        info["files"][ARCHIVE] = FILES[ARCHIVE][1]
     if cached is None:
         if source == archive:
             verify_md5(archive, FILES[ARCHIVE][1])
@@ -152,4 +154,6 @@ def load_celeba(
         save_cache(cache, cached)
     images, part = cached["images"], cached["partition"]
     train, valid, test = (ImageDataset(images[part == i]) for i in range(len(SPLITS)))
-    return train, valid, test, info
+    return Loaded(
+        train, test, str(source.resolve()), files, source == archive, downloaded, valid, extra
+    )

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvae.data.base import ImageDataset
-from cvae.data.download import default_data_root, extract, verify_md5
-from cvae.data.download import download as fetch
+from cvae.data.base import ImageDataset, Loaded
+from cvae.data.download import Remote, dataset_folder, from_archive, verify_md5
 from cvae.errors import DataError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -96,57 +95,43 @@ def _read_classes(path: Path) -> list[str]:
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _locate(root: Path) -> tuple[Path | None, Path | None]:
-    """(folder holding the batches, archive) found under ``root``; either may be ``None``."""
-    bases = [root, root / "cifar10"]
-    folders = [p for b in bases for p in (b, b / BATCH_DIR)]
-    batches = next((p for p in folders if (p / TRAIN_BATCHES[0]).is_file()), None)
-    archive = next((b / ARCHIVE for b in bases if (b / ARCHIVE).is_file()), None)
-    return batches, archive
+def remotes() -> list[Remote]:
+    """The official archive of the python batches."""
+    return [Remote(ARCHIVE, ARCHIVE_MD5, (URL,))]
 
 
-def load_cifar10(
-    root: Path | None, *, download: bool = False
-) -> tuple[ImageDataset, ImageDataset, dict]:
-    """Load CIFAR-10 train (50000) and test (10000) sets as uint8 ``[N, 3, 32, 32]``.
+def load_cifar10(root: Path | None, *, download: bool = False) -> Loaded:
+    """CIFAR-10 train (50000) and test (10000) as uint8 ``[N, 3, 32, 32]``, labels 0..9.
 
-    Looks in ``root``, ``root/cifar10`` and ``root/cifar-10-batches-py`` for the extracted batches
-    or ``cifar-10-python.tar.gz`` (extracted beside itself); ``None`` means the default data root.
-    With ``download`` a missing archive is fetched into ``<root>/cifar10``.
+    ``root``: the folder of the extracted batches, a folder holding ``cifar-10-batches-py/`` or
+    ``cifar-10-python.tar.gz`` (extracted beside itself), or a data root holding ``cifar10/``
+    (``None``: the default data root); ``download`` fetches a missing archive. Every batch is
+    md5-checked.
     """
-    base = default_data_root() if root is None else Path(root)
-    folder, archive = _locate(base)
-    downloaded = False
-    if folder is None and archive is None:
-        if not download:
-            raise DataError(
-                f"CIFAR-10 not found in {base}: no {BATCH_DIR}/ or {ARCHIVE}; "
-                f"pass --download or put {ARCHIVE} in {base / 'cifar10'}"
-            )
-        archive = fetch([URL], base / "cifar10" / ARCHIVE, ARCHIVE_MD5)
-        downloaded = True
-    if folder is None:
-        if not downloaded:  # download() already checked the md5
-            verify_md5(archive, ARCHIVE_MD5)
-        folder = extract(
-            archive, [f"{BATCH_DIR}/{name}" for name in CHECKSUMS], archive.parent / BATCH_DIR
+    folder = dataset_folder(root, "cifar10", [BATCH_DIR, ARCHIVE, TRAIN_BATCHES[0]])
+    if (folder / TRAIN_BATCHES[0]).is_file():  # the batches folder itself
+        batches, downloaded = folder, []
+    else:
+        batches = folder / BATCH_DIR
+        downloaded = from_archive(
+            folder, remotes()[0], BATCH_DIR, list(CHECKSUMS), download=download, title="CIFAR-10"
         )
-
-    missing = [name for name in CHECKSUMS if not (folder / name).is_file()]
+    missing = [name for name in CHECKSUMS if not (batches / name).is_file()]
     if missing:
-        raise DataError(f"CIFAR-10 files missing in {folder}: {', '.join(missing)}")
+        raise DataError(f"CIFAR-10 files missing in {batches}: {', '.join(missing)}")
     for name, expected in CHECKSUMS.items():
-        verify_md5(folder / name, expected)
-    classes = _read_classes(folder / META)
-    train = [_read_batch(folder / name) for name in TRAIN_BATCHES]
-    test_images, test_labels = _read_batch(folder / TEST_BATCH)
+        verify_md5(batches / name, expected)
+    classes = _read_classes(batches / META)
+    train = [_read_batch(batches / name) for name in TRAIN_BATCHES]
+    test_images, test_labels = _read_batch(batches / TEST_BATCH)
     images, labels = (torch.cat(parts) for parts in zip(*train, strict=True))
-    train_set = ImageDataset(images, labels, classes)
-    info = {
-        "source": str(folder.resolve()),
-        "archive": None if archive is None else str(archive.resolve()),
-        "files": dict(CHECKSUMS),
-        "md5_verified": True,
-        "downloaded": downloaded,
-    }
-    return train_set, ImageDataset(test_images, test_labels, classes), info
+    archive = folder / ARCHIVE
+    return Loaded(
+        ImageDataset(images, labels, classes),
+        ImageDataset(test_images, test_labels, classes),
+        str(batches.resolve()),
+        dict(CHECKSUMS),
+        True,
+        downloaded,
+        extra={"archive": str(archive.resolve()) if archive.is_file() else None},
+    )

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits as _sklearn_digits
 
-from cvae.data.base import ImageDataset
+from cvae.data.base import ImageDataset, Loaded
 
 TEST_FRACTION = 0.2
 TEST_SEED = 0
 
 
-def load_digits() -> tuple[ImageDataset, ImageDataset]:
-    """(train, test) as uint8 ``[N, 1, 8, 8]`` with values ``round(v * 255 / 16)``.
+def load_digits() -> Loaded:
+    """train and test as uint8 ``[N, 1, 8, 8]`` with values ``round(v * 255 / 16)``.
 
     The data has no official test split, so a fixed random 20% (``torch.randperm`` seeded with
     ``TEST_SEED = 0``, not stratified) is held out: 1438 train and 359 test images.
@@ -24,4 +24,9 @@ def load_digits() -> tuple[ImageDataset, ImageDataset]:
     )
     n_test = int(round(len(data) * TEST_FRACTION))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(TEST_SEED))
-    return data.subset(perm[n_test:]), data.subset(perm[:n_test])
+    return Loaded(
+        data.subset(perm[n_test:]),
+        data.subset(perm[:n_test]),
+        "sklearn.datasets.load_digits",
+        extra={"test_split": f"random {TEST_FRACTION:.0%}, seed {TEST_SEED}"},
+    )

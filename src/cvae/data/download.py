@@ -1,4 +1,7 @@
-"""Mirror-aware downloads, md5 checks, safe archive extraction and the default data location."""
+"""Where a dataset's files are, and getting them there: mirror-aware downloads, md5 checks, safe
+archive extraction and the default data location. Every file-based loader goes through
+:func:`dataset_folder`, then :func:`fetch_missing` (loose files) or :func:`from_archive` /
+:func:`ensure_archive` (an official archive)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO
@@ -21,6 +25,20 @@ from typing import IO
 from cvae.errors import DataError
 
 _CHUNK = 1 << 20
+MAX_DECOMPRESSED = 1 << 30
+"""Most bytes a ``.gz`` is decompressed to while checking a download (a bomb stops there)."""
+
+MD5 = str | frozenset[str] | None
+"""One md5, a set of accepted ones, or ``None`` (unchecked)."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A published file: its name, accepted md5 and the URLs serving it, best first."""
+
+    name: str
+    md5: MD5
+    urls: tuple[str, ...]
 
 
 def default_data_root() -> Path:
@@ -28,20 +46,24 @@ def default_data_root() -> Path:
     return Path(os.environ.get("CVAE_DATA") or "~/.cache/cvae/data").expanduser()
 
 
-def md5_file(path: Path, decompress_gz: bool = False) -> str:
-    """md5 hex digest of a file's bytes, or of its decompressed bytes with ``decompress_gz``."""
-    digest = hashlib.md5()
+def md5_file(path: Path, decompress_gz: bool = False, limit: int = MAX_DECOMPRESSED) -> str:
+    """md5 hex digest of a file's bytes, or of its decompressed bytes with ``decompress_gz``
+    (refused with a :class:`DataError` once they exceed ``limit`` bytes)."""
+    digest, size = hashlib.md5(), 0
     try:
         with gzip.open(path, "rb") if decompress_gz else open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
+                size += len(chunk)
+                if decompress_gz and size > limit:
+                    raise DataError(f"{path}: decompresses to more than {limit} bytes")
                 digest.update(chunk)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise DataError(f"{path}: corrupt gzip data ({err})") from err
     return digest.hexdigest()
 
 
-def _accepted(md5: str | set[str] | None) -> set[str] | None:
-    return {md5} if isinstance(md5, str) else md5
+def _accepted(md5: MD5 | Collection[str]) -> set[str] | None:
+    return {md5} if isinstance(md5, str) else None if md5 is None else set(md5)
 
 
 def _fetch(url: str, tmp: Path, timeout: float) -> str:
@@ -55,12 +77,13 @@ def _fetch(url: str, tmp: Path, timeout: float) -> str:
 
 
 def download(
-    urls: list[str], dest: Path, md5: str | set[str] | None, *, timeout: float = 60
+    urls: Sequence[str], dest: Path, md5: MD5 | Collection[str], *, timeout: float = 60
 ) -> Path:
     """Download ``dest`` from the first mirror in ``urls`` that serves it with an accepted md5.
 
     ``md5`` is one checksum or a set of accepted ones (``None`` skips the check); for a ``.gz``
-    destination the md5 of the decompressed bytes is accepted too. The file is streamed into a
+    destination the md5 of the decompressed bytes (at most :data:`MAX_DECOMPRESSED` of them) is
+    accepted too. The file is streamed into a
     temporary file beside ``dest`` and moved into place atomically, so ``dest`` is never partial.
     """
     dest = Path(dest)
@@ -93,22 +116,115 @@ def download(
     raise DataError(f"could not download {dest.name}: " + "; ".join(failures))
 
 
-def resolve_folder(root: Path, sub: str, markers: list[str]) -> Path:
-    """``root`` itself if it holds any of ``markers`` (relative paths), else ``root / sub``.
+_download = download  # for the functions below, whose ``download`` flag shadows it
 
-    A loader's ``root`` may be the dataset's own folder or a data root with one folder per dataset.
+
+def dataset_folder(root: Path | None, sub: str, markers: Iterable[str]) -> Path:
+    """The folder a loader reads: ``root`` (``None``: :func:`default_data_root`) itself if it
+    holds any of ``markers`` (relative paths), else ``root / sub``.
+
+    So a loader's ``root`` may be the dataset's own folder or a data root with one folder per
+    dataset.
     """
-    root = Path(root)
-    return root if any((root / m).exists() for m in markers) else root / sub
+    base = default_data_root() if root is None else Path(root).expanduser()
+    return base if any((base / m).exists() for m in markers) else base / sub
 
 
-def verify_md5(path: Path, expected: str) -> None:
-    """Raise a one-line :class:`DataError` naming ``path`` unless its md5 is ``expected``."""
+def verify_md5(path: Path, expected: MD5) -> None:
+    """Raise a one-line :class:`DataError` naming ``path`` unless its md5 is ``expected`` (one
+    md5 or a set of accepted ones; ``None`` accepts anything)."""
+    accepted = _accepted(expected)
+    if accepted is None:
+        return
     got = md5_file(path)
-    if got != expected:
+    if got not in accepted:
+        want = expected if isinstance(expected, str) else " or ".join(sorted(accepted))
         raise DataError(
-            f"{path}: checksum mismatch: md5 {got}, expected {expected}; delete it and try again"
+            f"{path}: checksum mismatch: md5 {got}, expected {want}; delete it and try again"
         )
+
+
+def describe(remotes: Sequence[Remote]) -> str:
+    """What to download, for one-line messages: ``"a from URL"``; ``"a, b and c from
+    https://host/dir/"`` when several share one location; else each with its URL."""
+    if len(remotes) == 1:
+        return f"{remotes[0].name} from {remotes[0].urls[0]}"
+    names = [r.name for r in remotes]
+    where = {r.urls[0].removesuffix(r.name) for r in remotes}
+    if len(where) == 1 and all(r.urls[0].endswith("/" + r.name) for r in remotes):
+        return f"{', '.join(names[:-1])} and {names[-1]} from {where.pop()}"
+    return ", ".join(f"{r.name} ({r.urls[0]})" for r in remotes)
+
+
+def fetch_missing(
+    folder: Path,
+    remotes: Sequence[Remote],
+    *,
+    download: bool,
+    title: str,
+    hint: str | None = None,
+    instead: str | None = None,
+) -> list[str]:
+    """Download into ``folder`` each of ``remotes`` not there yet (md5-checked); their names.
+
+    Without ``download`` a missing file raises one line naming the files (``instead``: what
+    would have done as well), ``folder`` and ``hint`` (default: what to get from where). A
+    failed download raises one line, with ``hint`` appended when given.
+    """
+    missing = [r for r in remotes if not (folder / r.name).is_file()]
+    if not missing:
+        return []
+    advice = hint or f"pass --download or download {describe(missing)} into {folder}"
+    if not download:
+        names = ", ".join(r.name for r in missing) + (f" (or {instead})" if instead else "")
+        raise DataError(f"{title} files missing in {folder}: {names}; {advice}")
+    for remote in missing:
+        try:
+            _download(remote.urls, folder / remote.name, remote.md5)
+        except DataError as err:
+            if hint is None:
+                raise
+            raise DataError(f"{err}; {hint}") from err
+    return [r.name for r in missing]
+
+
+def ensure_archive(
+    folder: Path, archive: Remote, *, download: bool, title: str, instead: str | None = None
+) -> list[str]:
+    """Make ``folder / archive.name`` present and md5-verified (downloaded when missing and
+    ``download``, else a one-line :class:`DataError`); the names downloaded."""
+    downloaded = fetch_missing(folder, [archive], download=download, title=title, instead=instead)
+    if not downloaded:  # download() already checked the md5
+        verify_md5(folder / archive.name, archive.md5)
+    return downloaded
+
+
+def from_archive(
+    folder: Path,
+    archive: Remote,
+    member_dir: str,
+    needed: Sequence[str],
+    *,
+    download: bool,
+    title: str,
+) -> list[str]:
+    """Make ``folder / member_dir`` hold every file in ``needed``: if any is missing, extract
+    them from ``archive`` in ``folder`` (see :func:`ensure_archive`); the names downloaded."""
+    dest = folder / member_dir
+    if all((dest / name).is_file() for name in needed):
+        return []
+    instead = f"{member_dir}/ with {', '.join(needed)}"
+    downloaded = ensure_archive(folder, archive, download=download, title=title, instead=instead)
+    extract(folder / archive.name, [f"{member_dir}/{name}" for name in needed], dest)
+    return downloaded
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The open member (only called for regular files, for which tarfile returns one)."""
+    opened = tar.extractfile(member)
+    if opened is None:
+        raise DataError(f"{member.name} is not a regular file")
+    return opened
 
 
 def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], IO[bytes]]]]:
@@ -120,7 +236,7 @@ def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], IO[bytes]]
     else:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
-                yield member.name, member.isfile(), partial(tar.extractfile, member)
+                yield member.name, member.isfile(), partial(_extract_member, tar, member)
 
 
 def extract(archive: Path, wanted: list[str], dest: Path) -> Path:

@@ -3,21 +3,17 @@ the IDX files inside the official ``gzip.zip`` (or the four files extracted from
 
 from __future__ import annotations
 
+import gzip
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from io import BufferedIOBase
 from pathlib import Path
 
-from cvae.data.base import ImageDataset
-from cvae.data.download import default_data_root, resolve_folder, verify_md5
-from cvae.data.download import download as fetch
-from cvae.data.mnist import (
-    IdxSource,
-    _decompress,
-    _parse_images,
-    _parse_labels,
-    build_split,
-)
+from cvae.data.base import ImageDataset, Loaded
+from cvae.data.download import Remote, dataset_folder, ensure_archive
+from cvae.data.idx import IdxSource, build_split, open_idx, read_idx
 from cvae.errors import DataError
 
 URLS = ["https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"]
@@ -34,35 +30,45 @@ SPLITS = {
 # balanced: digits, upper case, and the 11 lower-case letters that differ from their capitals.
 CLASSES = list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabdefghnqrt")
 SOURCE = IdxSource("EMNIST", "emnist", SPLITS, {}, CLASSES, URLS, transpose=True)
+Opener = Callable[[str], AbstractContextManager[BufferedIOBase]]
 
 
-def _files(folder: Path) -> list[Path]:
-    return [folder / f"{stem}.gz" for pair in SPLITS.values() for stem in pair]
+def remotes() -> list[Remote]:
+    """The official ``gzip.zip`` (all EMNIST splits; only ``balanced`` is read)."""
+    return [Remote(ARCHIVE, ARCHIVE_MD5, tuple(URLS))]
 
 
-def _read_splits(read: Callable[[str], bytes], base: Path) -> list[ImageDataset]:
-    """Parse train and test from ``read(file name)``; ``base / name`` names files in errors."""
+def _names() -> list[str]:
+    return [f"{stem}.gz" for pair in SPLITS.values() for stem in pair]
+
+
+def _read_splits(open_file: Opener, base: Path) -> list[ImageDataset]:
+    """Parse train and test from ``open_file(file name)``; ``base / name`` names files in errors."""
     splits = []
-    for split, stems in SPLITS.items():
-        parts = []
-        for stem, parse in zip(stems, (_parse_images, _parse_labels), strict=True):
-            path = base / f"{stem}.gz"
-            parts.append(parse(_decompress(read(path.name), path), path))
-        splits.append(build_split(*parts, SOURCE, f"{base}: {split}"))
+    for split, (images_stem, labels_stem) in SPLITS.items():
+        with open_file(f"{images_stem}.gz") as f:
+            images, _ = read_idx(f, base / f"{images_stem}.gz", "images")
+        with open_file(f"{labels_stem}.gz") as f:
+            labels, _ = read_idx(f, base / f"{labels_stem}.gz", "labels")
+        splits.append(build_split(images, labels, SOURCE, f"{base}: {split}"))
     return splits
 
 
 def _from_zip(archive: Path) -> list[ImageDataset]:
     try:
         with zipfile.ZipFile(archive) as zf:
-            return _read_splits(lambda name: zf.read(f"{MEMBER_DIR}/{name}"), archive / MEMBER_DIR)
+
+            @contextmanager
+            def member(name: str) -> Iterator[BufferedIOBase]:
+                with zf.open(f"{MEMBER_DIR}/{name}") as raw, gzip.GzipFile(fileobj=raw) as f:
+                    yield f
+
+            return _read_splits(member, archive / MEMBER_DIR)
     except (zipfile.BadZipFile, KeyError, OSError, EOFError, zlib.error) as err:
         raise DataError(f"{archive}: cannot read EMNIST-balanced from it ({err})") from err
 
 
-def load_emnist(
-    root: Path | None, *, download: bool = False
-) -> tuple[ImageDataset, ImageDataset, dict]:
+def load_emnist(root: Path | None, *, download: bool = False) -> Loaded:
     """EMNIST-balanced train (112800) and test (18800) as uint8 ``[N, 1, 28, 28]``, labels 0..46.
 
     Reads ``gzip.zip`` (md5-verified; the IDX files are read from it without extracting) or, if
@@ -70,31 +76,14 @@ def load_emnist(
     published, so those are not verified). Images are transposed back to MNIST's orientation.
     ``root``: that folder or a data root holding ``emnist/``; ``download`` fetches ``gzip.zip``.
     """
-    if root is None:
-        folder = default_data_root() / "emnist"
-    else:
-        markers = [ARCHIVE, *(p.name for p in _files(Path(root)))]
-        folder = resolve_folder(Path(root), "emnist", markers)
-    files, archive = _files(folder), folder / ARCHIVE
-    downloaded = False
-    if all(f.is_file() for f in files):
-        train, test = _read_splits(lambda name: (folder / name).read_bytes(), folder)
-        return train, test, {"source": str(folder.resolve()), "md5_verified": False}
-    if not archive.is_file():
-        if not download:
-            raise DataError(
-                f"EMNIST not found in {folder}: no {ARCHIVE} (or emnist-balanced-*.gz); "
-                f"pass --download or put {ARCHIVE} from {URLS[0]} in {folder}"
-            )
-        fetch(URLS, archive, ARCHIVE_MD5)
-        downloaded = True
-    else:
-        verify_md5(archive, ARCHIVE_MD5)
+    folder = dataset_folder(root, "emnist", [ARCHIVE, *_names()])
+    if all((folder / name).is_file() for name in _names()):
+        train, test = _read_splits(lambda name: open_idx(folder / name), folder)
+        return Loaded(train, test, str(folder.resolve()))
+    (archive_remote,) = remotes()
+    downloaded = ensure_archive(
+        folder, archive_remote, download=download, title="EMNIST", instead="emnist-balanced-*.gz"
+    )
+    archive = folder / ARCHIVE
     train, test = _from_zip(archive)
-    info = {
-        "source": str(archive.resolve()),
-        "files": {ARCHIVE: ARCHIVE_MD5},
-        "md5_verified": True,
-        "downloaded": downloaded,
-    }
-    return train, test, info
+    return Loaded(train, test, str(archive.resolve()), {ARCHIVE: ARCHIVE_MD5}, True, downloaded)

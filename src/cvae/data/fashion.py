@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cvae.data.base import ImageDataset
-from cvae.data.mnist import SPLITS, IdxSource, load_idx
+from cvae.data.base import Loaded
+from cvae.data.download import Remote
+from cvae.data.idx import IdxSource, load_idx
+from cvae.data.mnist import SPLITS
 
 MIRRORS = [
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
@@ -25,13 +27,20 @@ CLASSES = [
 ]  # fmt: skip
 
 
-def load_fashion_mnist(
-    root: Path | None, *, download: bool = False
-) -> tuple[ImageDataset, ImageDataset, dict]:
+def source() -> IdxSource:
+    """Fashion-MNIST's files, checksums, mirrors and classes."""
+    return IdxSource("Fashion-MNIST", "fashion-mnist", SPLITS, CHECKSUMS, CLASSES, MIRRORS)
+
+
+def remotes() -> list[Remote]:
+    """The four official ``.gz`` files and their mirrors."""
+    return source().remotes()
+
+
+def load_fashion_mnist(root: Path | None, *, download: bool = False) -> Loaded:
     """Fashion-MNIST train (60000) and test (10000) as uint8 ``[N, 1, 28, 28]``, labels 0..9.
 
     ``root``: the folder with the four official ``.gz`` files or a data root holding
     ``fashion-mnist/`` (``None``: the default data root); ``download`` fetches missing files.
     """
-    source = IdxSource("Fashion-MNIST", "fashion-mnist", SPLITS, CHECKSUMS, CLASSES, MIRRORS)
-    return load_idx(source, root, download=download)
+    return load_idx(source(), root, download=download)

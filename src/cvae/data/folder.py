@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvae.data.base import ImageDataset
+from cvae.data.base import ImageDataset, Loaded
 from cvae.data.cache import cache_file, load_cache, save_cache
 from cvae.data.download import default_data_root
 from cvae.errors import ConfigError, DataError
@@ -60,8 +60,8 @@ def _probe(path: Path) -> tuple[tuple[int, int], str]:
 def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     """Decode as ``mode`` ("L"/"RGB") at ``size`` (width, height) -> ``[H, W]`` or ``[H, W, 3]``."""
     try:
-        with Image.open(path) as im:
-            im = im.convert(mode)
+        with Image.open(path) as opened:
+            im = opened.convert(mode)
             if im.size != size:
                 im = im.resize(size, Image.Resampling.BILINEAR)
             return np.asarray(im)
@@ -84,8 +84,8 @@ def load_folder(
     image_size: int | None = None,
     channels: int | None = None,
     cache_root: Path | None = None,
-) -> tuple[ImageDataset, dict]:
-    """Load every image under ``root`` as one uint8 ``[N, C, H, W]`` dataset.
+) -> Loaded:
+    """Every image under ``root`` as one uint8 ``[N, C, H, W]`` train set (no test set).
 
     ``root/class_name/*`` gives labels from the sorted class names; a flat folder is unlabeled.
     Images are resized (bilinear) to ``image_size`` x ``image_size``, which is required when sizes
@@ -100,9 +100,13 @@ def load_folder(
     root = Path(root).expanduser().resolve()
     paths, labels, classes = _scan(root)
     cache = _cache_path(root, paths, image_size, channels, cache_root or default_data_root())
-    info = {"source": str(root), "files": len(paths), "classes": classes, "cache": str(cache)}
-
     cached = load_cache(cache)
+    extra = {
+        "images": len(paths),
+        "classes": classes,
+        "cache": str(cache),
+        "cache_hit": cached is not None,
+    }
     if cached is None:
         headers = [_probe(p) for p in paths]
         if image_size is None:
@@ -124,7 +128,5 @@ def load_folder(
         if labels is not None:
             cached["labels"] = torch.tensor(labels, dtype=torch.int64)
         save_cache(cache, cached)
-        info["cache_hit"] = False
-    else:
-        info["cache_hit"] = True
-    return ImageDataset(cached["images"], cached.get("labels"), classes), info
+    train = ImageDataset(cached["images"], cached.get("labels"), classes)
+    return Loaded(train, None, str(root), extra=extra)

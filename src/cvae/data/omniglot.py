@@ -12,10 +12,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvae.data.base import ImageDataset
+from cvae.data.base import ImageDataset, Loaded
 from cvae.data.cache import cache_file, load_cache, save_cache
-from cvae.data.download import default_data_root, resolve_folder, verify_md5
-from cvae.data.download import download as fetch
+from cvae.data.download import (
+    Remote,
+    dataset_folder,
+    default_data_root,
+    fetch_missing,
+    verify_md5,
+)
 from cvae.errors import DataError
 
 URL_PREFIX = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
@@ -53,13 +58,18 @@ def _read_zip(archive: Path, size: int) -> tuple[list[str], np.ndarray, list[str
     return sorted(set(owners)), pixels, owners
 
 
+def remotes() -> list[Remote]:
+    """The official background (train) and evaluation (test) zips."""
+    return [Remote(name, md5, (URL_PREFIX + name,)) for name, md5 in CHECKSUMS.items()]
+
+
 def load_omniglot(
     root: Path | None,
     *,
     download: bool = False,
     size: int = SIZE,
     cache_root: Path | None = None,
-) -> tuple[ImageDataset, ImageDataset, dict]:
+) -> Loaded:
     """Omniglot background (train, 19280) and evaluation (test, 13180) sets as uint8
     ``[N, 1, size, size]``, inverted so strokes are bright on black like MNIST.
 
@@ -69,29 +79,17 @@ def load_omniglot(
     root holding ``omniglot/``; ``download`` fetches missing zips. Both are md5-checked; the
     decoded tensors are cached under ``<cache_root or the data root>/omniglot/``.
     """
-    base = default_data_root() if root is None else Path(root)
-    folder = resolve_folder(base, "omniglot", list(CHECKSUMS))
-    missing = [name for name in CHECKSUMS if not (folder / name).is_file()]
-    if missing and not download:
-        raise DataError(
-            f"Omniglot files missing in {folder}: {', '.join(missing)}; "
-            f"pass --download or put them from {URL_PREFIX} in {folder}"
-        )
-    for name in missing:
-        fetch([URL_PREFIX + name], folder / name, CHECKSUMS[name])
+    folder = dataset_folder(root, "omniglot", list(CHECKSUMS))
+    downloaded = fetch_missing(folder, remotes(), download=download, title="Omniglot")
     for name, md5 in CHECKSUMS.items():
-        if name not in missing:  # download() already checked the others
+        if name not in downloaded:  # download() already checked the others
             verify_md5(folder / name, md5)
 
     cache = cache_file(
         cache_root or default_data_root(), "omniglot", [_CACHE_VERSION, CHECKSUMS, size]
     )
     cached = load_cache(cache)
-    info = {
-        "source": str(folder.resolve()),
-        "files": dict(CHECKSUMS),
-        "md5_verified": True,
-        "downloaded": missing,
+    extra = {
         "transform": f"bilinear resize 105 -> {size}, inverted (255 - x)",
         "cache": str(cache),
         "cache_hit": cached is not None,
@@ -109,4 +107,7 @@ def load_omniglot(
         save_cache(cache, cached)
     images, labels, n, classes = (cached[k] for k in ("images", "labels", "n_train", "classes"))
     train = ImageDataset(images[:n], labels[:n], classes)
-    return train, ImageDataset(images[n:], labels[n:], classes), info
+    test = ImageDataset(images[n:], labels[n:], classes)
+    return Loaded(
+        train, test, str(folder.resolve()), dict(CHECKSUMS), True, downloaded, extra=extra
+    )

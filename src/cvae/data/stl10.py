@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvae.data.base import ImageDataset
-from cvae.data.download import default_data_root, extract, resolve_folder, verify_md5
-from cvae.data.download import download as fetch
+from cvae.data.base import ImageDataset, Loaded
+from cvae.data.download import Remote, dataset_folder, from_archive, verify_md5
 from cvae.errors import DataError
 
 URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
@@ -60,45 +59,32 @@ def _labeled(folder: Path, split: str) -> ImageDataset:
     return ImageDataset(images, labels, CLASSES)
 
 
-def load_stl10(
-    root: Path | None, *, unlabeled: bool = False, download: bool = False
-) -> tuple[ImageDataset, ImageDataset, dict]:
-    """STL-10 as uint8 ``[N, 3, 96, 96]``: (train, test, info).
+def remotes() -> list[Remote]:
+    """The official binary release."""
+    return [Remote(ARCHIVE, ARCHIVE_MD5, (URL,))]
+
+
+def load_stl10(root: Path | None, *, unlabeled: bool = False, download: bool = False) -> Loaded:
+    """STL-10 as uint8 ``[N, 3, 96, 96]``.
 
     train is the labeled 5000 (labels 0..9), or with ``unlabeled`` the 100000 unlabeled images
-    (labels ``None``); test is always the labeled 8000. Looks in ``root`` and ``root/stl10`` for
-    ``stl10_binary/`` or ``stl10_binary.tar.gz`` (extracted beside itself); ``None`` means the
-    default data root. With ``download`` a missing archive is fetched into ``<root>/stl10``.
+    (labels ``None``); test is always the labeled 8000. ``root``: a folder holding
+    ``stl10_binary/`` or ``stl10_binary.tar.gz`` (extracted beside itself), or a data root
+    holding ``stl10/`` (``None``: the default data root); ``download`` fetches a missing archive.
     Every file used is md5-checked.
     """
-    base = default_data_root() if root is None else Path(root)
-    base = resolve_folder(base, "stl10", [BINARY_DIR, ARCHIVE])
+    base = dataset_folder(root, "stl10", [BINARY_DIR, ARCHIVE])
     needed = [*LABELED, UNLABELED] if unlabeled else LABELED
-    folder, archive = base / BINARY_DIR, base / ARCHIVE
-    downloaded = False
-    if not all((folder / name).is_file() for name in needed):
-        if not archive.is_file():
-            if not download:
-                raise DataError(
-                    f"STL-10 not found in {base}: no {BINARY_DIR}/ with {', '.join(needed)} "
-                    f"and no {ARCHIVE}; pass --download or put {ARCHIVE} from {URL} in {base}"
-                )
-            fetch([URL], archive, ARCHIVE_MD5)
-            downloaded = True
-        else:
-            verify_md5(archive, ARCHIVE_MD5)
-        extract(archive, [f"{BINARY_DIR}/{name}" for name in needed], folder)
+    downloaded = from_archive(
+        base, remotes()[0], BINARY_DIR, needed, download=download, title="STL-10"
+    )
+    folder = base / BINARY_DIR
     for name in needed:
         verify_md5(folder / name, CHECKSUMS[name])
     test = _labeled(folder, "test")
     train = (
         ImageDataset(read_images(folder / UNLABELED)) if unlabeled else _labeled(folder, "train")
     )
-    info = {
-        "source": str(folder.resolve()),
-        "files": {name: CHECKSUMS[name] for name in needed},
-        "md5_verified": True,
-        "downloaded": downloaded,
-        "train_split": "unlabeled" if unlabeled else "train",
-    }
-    return train, test, info
+    files = {name: CHECKSUMS[name] for name in needed}
+    extra = {"train_split": "unlabeled" if unlabeled else "train"}
+    return Loaded(train, test, str(folder.resolve()), files, True, downloaded, extra=extra)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cvae.data.base import ImageDataset
+from cvae.data.base import ImageDataset, Loaded
 
 
 def synthetic(
@@ -14,8 +14,8 @@ def synthetic(
     n_test: int = 512,
     num_classes: int = 10,
     seed: int = 0,
-) -> tuple[ImageDataset, ImageDataset]:
-    """(train, test) uint8 images of ``shape``: a per-class smooth random template + noise.
+) -> Loaded:
+    """train and test uint8 images of ``shape``: a per-class smooth random template + noise.
 
     Each class has a fixed low-frequency template (4x4 Gaussian noise upsampled bilinearly); each
     image is its class template plus its own smooth variation and pixel noise, so a linear probe
@@ -36,4 +36,6 @@ def synthetic(
         images = torch.sigmoid(1.5 * x).mul(255.0).round().to(torch.uint8)
         return ImageDataset(images, labels, [str(i) for i in range(num_classes)])
 
-    return sample(n_train), sample(n_test)
+    train = sample(n_train)
+    extra = {"shape": list(shape), "seed": seed}
+    return Loaded(train, sample(n_test), "synthetic", extra=extra)

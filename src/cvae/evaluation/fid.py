@@ -363,7 +363,7 @@ def _domain(
         }
     model, info = domain_classifier(
         train,
-        dataset=run.config.data.dataset,
+        dataset=run.dataset_name,
         epochs=epochs,
         cache_dir=cache_dir,
         device=run.device,

@@ -118,6 +118,7 @@ def knn_weighted_cosine(
     num_classes: int | None = None,
     batch_size: int = 1024,
     feature_name: str = "mu",
+    split: str = BANK_SPLIT,
 ) -> dict[str, Any]:
     """InstDisc/MoCo weighted kNN accuracy.
 
@@ -131,7 +132,7 @@ def knn_weighted_cosine(
         temperature: vote temperature (spec: 0.1).
         num_classes: ``C``; inferred as ``max(label) + 1`` over bank and queries when None.
         batch_size: queries per batch; bounds memory to ``batch_size * M`` similarities.
-        feature_name: which feature the caller passed (recorded only).
+        feature_name, split: which feature and which sets the caller passed (recorded only).
 
     Inputs may be numpy arrays or torch tensors (CPU or GPU); computation runs on the device
     of the first tensor argument, in float32.
@@ -164,9 +165,7 @@ def knn_weighted_cosine(
     )
     acc = float((preds == qy).float().mean().item())
     protocol = {
-        **probe_protocol(
-            "knn_weighted_cosine", BANK_SPLIT, len(bx), len(qx), bx.shape[1], feature_name
-        ),
+        **probe_protocol("knn_weighted_cosine", split, len(bx), len(qx), bx.shape[1], feature_name),
         "variant": "InstDisc/MoCo: L2-normalised, cosine top-k, votes exp(sim/T)",
         "k_requested": int(k),
         "k": int(k_used),
@@ -186,6 +185,7 @@ def knn_uniform_euclidean(
     *,
     k: int = 200,
     feature_name: str = "mu",
+    split: str = BANK_SPLIT,
 ) -> dict[str, Any]:
     """sklearn ``KNeighborsClassifier(n_neighbors=k)`` accuracy (uniform weights, Euclidean).
 
@@ -195,7 +195,7 @@ def knn_uniform_euclidean(
         bank_x: ``[M, d]`` bank features; bank_y: ``[M]`` labels.
         query_x: ``[Q, d]`` query features; query_y: ``[Q]`` labels.
         k: neighbours (CR-VAE code: 200).
-        feature_name: which feature the caller passed (recorded only).
+        feature_name, split: which feature and which sets the caller passed (recorded only).
 
     Returns:
         ``{"value": top-1 accuracy on the queries, "protocol": {...}}``.
@@ -211,7 +211,7 @@ def knn_uniform_euclidean(
     acc = float(clf.score(qx.numpy(), qy.numpy()))
     protocol = {
         **probe_protocol(
-            "knn_uniform_euclidean", BANK_SPLIT, len(bx), len(qx), bx.shape[1], feature_name
+            "knn_uniform_euclidean", split, len(bx), len(qx), bx.shape[1], feature_name
         ),
         "variant": "sklearn KNeighborsClassifier, uniform weights, Euclidean (CR-VAE code)",
         "classifier": "sklearn.neighbors.KNeighborsClassifier",

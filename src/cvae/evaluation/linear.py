@@ -14,14 +14,14 @@ and the augmentation) and return ``{"value": test top-1 accuracy, "protocol": {.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from cvae.evaluation.protocol import probe_protocol
+from cvae.threads import torch_threads
 
 SPLIT = "fit on the given train set, score on the given test set"
 
@@ -120,17 +120,6 @@ def _accuracy(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1) == y).double().mean())
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Tiny per-step ops only lose to intra-op thread synchronisation (10-50x on a busy CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _check(
     train_dim: int, test_x: torch.Tensor, train_y: torch.Tensor, test_y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -152,9 +141,11 @@ def linear_adam(
     batch_size: int = 256,
     seed: int = 0,
     feature_name: str = "mu",
+    split: str = SPLIT,
 ) -> dict[str, Any]:
     """CR-VAE paper linear probe on precomputed features ``train_x: [N, d]``, ``test_x: [M, d]``
-    with integer labels ``[N]``, ``[M]``: Adam(lr), ``epochs`` x shuffled batches, test top-1."""
+    with integer labels ``[N]``, ``[M]``: Adam(lr), ``epochs`` x shuffled batches, test top-1.
+    ``feature_name`` and ``split`` are recorded only."""
     train_x, test_x = train_x.detach().float().cpu(), test_x.detach().float().cpu()
     if train_x.ndim != 2:
         raise ValueError(f"train features must be [N, d], got {tuple(train_x.shape)}")
@@ -162,7 +153,7 @@ def linear_adam(
     if tr_y.shape[0] != train_x.shape[0]:
         raise ValueError(f"train_y has {tr_y.shape[0]} labels for {train_x.shape[0]} samples")
     gen = torch.Generator().manual_seed(seed)
-    with _one_thread():
+    with torch_threads(1):  # tiny per-step ops lose to thread synchronisation
         theta = fit_linear(
             lambda idx: train_x[idx],
             tr_y,
@@ -178,7 +169,7 @@ def linear_adam(
         "value": _accuracy(theta, test_x, te_y),
         "protocol": {
             **probe_protocol(
-                "linear_adam", SPLIT, len(train_x), len(test_x), train_x.shape[1], feature_name
+                "linear_adam", split, len(train_x), len(test_x), train_x.shape[1], feature_name
             ),
             "variant": "CR-VAE paper: Linear(d, C) + softmax on frozen features",
             "optimizer": "Adam (betas 0.9, 0.999, no weight decay)",
@@ -208,11 +199,13 @@ def linear_sgd(
     padding: int = 4,
     seed: int = 0,
     feature_name: str = "h",
+    split: str = SPLIT,
 ) -> dict[str, Any]:
     """AAVAE linear evaluation: every batch of ``train_images [N, C, H, W]`` (uint8) is augmented
     with :func:`pad_crop_flip` and encoded by the frozen ``encode(images) -> [b, d]``; the test
     features ``test_x: [M, d]`` are clean. SGD-Nesterov, ``lr = 0.1 * batch_size / 256`` when
-    None, cosine decay to 0 per step, no weight decay."""
+    None, cosine decay to 0 per step, no weight decay. ``feature_name`` and ``split`` are recorded
+    only."""
     lr = 0.1 * batch_size / 256 if lr is None else lr
     test_x = test_x.detach().float().cpu()
     gen = torch.Generator().manual_seed(seed)
@@ -241,7 +234,7 @@ def linear_sgd(
         "value": _accuracy(theta, test_x, te_y),
         "protocol": {
             **probe_protocol(
-                "linear_sgd", SPLIT, len(train_images), len(test_x), test_x.shape[1], feature_name
+                "linear_sgd", split, len(train_images), len(test_x), test_x.shape[1], feature_name
             ),
             "variant": "AAVAE linear_eval.py: Linear(d, C) on the frozen (eval-mode) encoder",
             "optimizer": f"SGD Nesterov, momentum {momentum}, no weight decay",

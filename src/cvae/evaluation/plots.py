@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from cvae.api import Run
@@ -29,11 +25,17 @@ if TYPE_CHECKING:
 _GRID_PAD = 2  # pixels between tiles in an image grid
 
 
+def _subplots(*args: Any, figsize: tuple[float, float], dpi: int = 100, **kwargs: Any) -> Any:
+    """``(figure, axes)`` on a bare :class:`Figure`: no pyplot, no global backend, no figure
+    registry to close, so importing this module changes nothing for the caller."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def _save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=dpi)
-    plt.close(fig)
     return path
 
 
@@ -95,7 +97,7 @@ def save_image_grid(
     row_px, strip_px = h * scale, strip_w * scale
     width_px = label_px + strip_px + right_px
     height_px = top_px + len(rows) * (row_px + gap_px) - gap_px + bottom_px
-    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     if title:
         fig.suptitle(title, y=1 - 4 / height_px, va="top", fontsize=10)
     for i, strip in enumerate(strips):
@@ -114,10 +116,22 @@ def save_image_grid(
 
 
 def _class_colours(n: int) -> list[Any]:
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
+    cmap = matplotlib.colormaps.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
     if n <= 20:
         return [cmap(i) for i in range(n)]
     return [cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def umap_missing() -> str | None:
+    """None when umap-learn imports, else a one-line note naming the fallback and the extra."""
+    try:
+        import umap  # noqa: F401  (lazy: slow import and first-call JIT compilation)
+    except ImportError as err:
+        return (
+            f"UMAP unavailable ({err}): drew a t-SNE embedding instead; for UMAP: "
+            "pip install 'cvae[plots]'"
+        )
+    return None
 
 
 def save_embedding_plot(
@@ -217,7 +231,7 @@ def save_embedding_plot(
     emb = np.asarray(emb)
 
     axis = "UMAP" if method == "umap" else "t-SNE"
-    fig, ax = plt.subplots(figsize=(7.5, 6.5), dpi=100)
+    fig, ax = _subplots(figsize=(7.5, 6.5), dpi=100)
     if y is None:
         ax.scatter(emb[:, 0], emb[:, 1], s=3, c="tab:blue", alpha=0.7, linewidths=0)
     else:
@@ -321,9 +335,7 @@ def save_curves(
     n = len(panels)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), dpi=100, squeeze=False
-    )
+    fig, axes = _subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), dpi=100, squeeze=False)
     epoch = data["epoch"]
     for ax, (name, cols) in zip(axes.flat, panels.items(), strict=False):
         for c in sorted(cols, key=lambda s: not s.startswith("train_")):
@@ -406,7 +418,7 @@ def save_kl_per_dim(
     if active is not None and active.shape != kl.shape:
         raise ValueError(f"active_mask has {active.size} entries for {kl.size} dimensions")
     order = np.argsort(-kl, kind="stable") if sort else np.arange(kl.size)
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.25 * kl.size + 2), 3.6), dpi=100)
+    fig, ax = _subplots(figsize=(max(6.4, 0.25 * kl.size + 2), 3.6), dpi=100)
     x = np.arange(kl.size)
     if active is None:
         ax.bar(x, kl[order], color="tab:blue")
@@ -442,7 +454,7 @@ def save_similarity_matrix(
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] % n_views:
         raise ValueError(f"matrix must be square, rows a multiple of {n_views}; got {sim.shape}")
     n = sim.shape[0]
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=100)
+    fig, ax = _subplots(figsize=(6.4, 5.6), dpi=100)
     vmin = min(float(sim.min()), 1.0 - 1e-3)
     im = ax.imshow(sim, cmap="viridis", vmin=vmin, vmax=1.0, interpolation="nearest")
     for k in range(n_views, n, n_views):
@@ -455,5 +467,25 @@ def save_similarity_matrix(
     ax.set_ylabel(f"image ({n_views} views each)")
     fig.colorbar(im, ax=ax, label="cosine similarity")
     ax.set_title(title or "Cosine similarity of augmented views")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def save_scatter(
+    points: np.ndarray,
+    labels: np.ndarray | None,
+    path: str | Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Scatter of ``[N, 2]`` ``points`` (e.g. a 2-D latent space), coloured by class with a
+    colour bar when ``labels`` are given."""
+    fig, ax = _subplots(figsize=(5, 5))
+    drawn = ax.scatter(points[:, 0], points[:, 1], c=labels, s=2, cmap="tab10")
+    if labels is not None:
+        fig.colorbar(drawn, ax=ax, label="class")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     fig.tight_layout()
     return _save(fig, path)

@@ -17,6 +17,8 @@ from sklearn.model_selection import train_test_split
 
 from cvae.evaluation.protocol import probe_protocol
 
+FITTED = "fit on train set, score on test set"
+
 
 def _as_2d_features(x: Any, name: str) -> np.ndarray:
     """Convert a torch tensor or array-like to a float64 ``[N, d]`` numpy array."""
@@ -88,6 +90,7 @@ def logistic_regression_paper(
     random_state: int = 42,
     max_iter: int = 1000,
     feature_name: str = "mu",
+    split: str = "train_test_split inside the given set (CVAE paper Table 1)",
 ) -> dict[str, Any]:
     """CVAE-paper Table 1 probe: split the given (test-set) features 80/20, fit, score.
 
@@ -98,6 +101,7 @@ def logistic_regression_paper(
         random_state: split seed (paper: 42).
         max_iter: lbfgs iteration cap (paper: 1000).
         feature_name: which feature the caller passed (recorded only).
+        split: where the features come from (recorded only).
 
     Returns:
         ``{"value": accuracy on the held-out part, "protocol": {...}}``.
@@ -110,7 +114,7 @@ def logistic_regression_paper(
     protocol = {
         **probe_protocol(
             "logistic_regression_paper",
-            "train_test_split inside the given set (CVAE paper Table 1)",
+            split,
             x_tr.shape[0],
             x_te.shape[0],
             x.shape[1],
@@ -132,6 +136,7 @@ def logistic_regression_standard(
     *,
     max_iter: int = 1000,
     feature_name: str = "mu",
+    split: str = FITTED,
 ) -> dict[str, Any]:
     """Standard probe: fit on train-set features, score on test-set features.
 
@@ -140,6 +145,7 @@ def logistic_regression_standard(
         test_x: ``[N_test, d]`` features; test_y: ``[N_test]`` labels.
         max_iter: lbfgs iteration cap.
         feature_name: which feature the caller passed (recorded only).
+        split: which sets these are (recorded only).
 
     Returns:
         ``{"value": test accuracy, "protocol": {...}}``.
@@ -150,7 +156,7 @@ def logistic_regression_standard(
     protocol = {
         **probe_protocol(
             "logistic_regression_standard",
-            "fit on train set, score on test set",
+            split,
             x_tr.shape[0],
             x_te.shape[0],
             x_tr.shape[1],
@@ -169,10 +175,12 @@ def perceptron_probe(
     *,
     seed: int = 0,
     feature_name: str = "mu",
+    split: str = FITTED,
 ) -> dict[str, Any]:
     """The CR-VAE code's linear probe (spec 5.5, secondary): sklearn
     ``SGDClassifier(loss='perceptron')`` with its defaults (L2 alpha 1e-4, max_iter 1000,
-    tol 1e-3), fit on train features, scored on test features, no standardisation."""
+    tol 1e-3), fit on train features, scored on test features, no standardisation.
+    ``feature_name`` and ``split`` are recorded only."""
     from sklearn.linear_model import SGDClassifier
 
     x_tr, y_tr, x_te, y_te = _train_test(train_x, train_y, test_x, test_y)
@@ -183,7 +191,7 @@ def perceptron_probe(
     protocol = {
         **probe_protocol(
             "perceptron_probe",
-            "fit on train set, score on test set",
+            split,
             x_tr.shape[0],
             x_te.shape[0],
             x_tr.shape[1],

@@ -7,20 +7,23 @@ from __future__ import annotations
 
 from cvae.config import TERM_NAMES, RunConfig, TermName, from_plain, validate
 from cvae.data import DATASETS
+from cvae.data.base import IN_MEMORY
 from cvae.errors import ConfigError
 from cvae.methods.specs import METHODS, MethodSpec
 from cvae.methods.terms import TERMS
 
 
 def check_config(cfg: RunConfig) -> RunConfig:
-    """:func:`cvae.config.validate` plus the names the registries must know; returns ``cfg``."""
+    """:func:`cvae.config.validate` plus the names the registries must know and the terms'
+    needs; returns ``cfg``. Needs no data: it runs before anything is loaded or written."""
     validate(cfg)
     if cfg.method not in METHODS:
         raise ConfigError(f"unknown method '{cfg.method}'; choose from {', '.join(METHODS)}")
-    if cfg.data.dataset not in DATASETS:
+    if cfg.data.dataset not in (*DATASETS, IN_MEMORY):
         raise ConfigError(
             f"unknown dataset '{cfg.data.dataset}'; choose from {', '.join(DATASETS)}"
         )
+    _check_heads(cfg, METHODS[cfg.method])
     return cfg
 
 
@@ -34,10 +37,18 @@ def resolve(cfg: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
     return cfg
 
 
-def active_terms(cfg: RunConfig) -> list[TermName]:
-    """Terms to build: a non-zero base weight, or a non-zero weight in any stage."""
+def active_terms(cfg: RunConfig, spec: MethodSpec | None = None) -> list[TermName]:
+    """Terms to build: a non-zero base weight (null: ``spec``'s default, if given), or a
+    non-zero weight in any stage."""
     staged = {name for stage in cfg.loss.stages for name, w in stage.weights.items() if w}
-    return [n for n in TERM_NAMES if (cfg.loss.terms[n].weight or 0.0) != 0.0 or n in staged]
+    return [n for n in TERM_NAMES if _weight(cfg, n, spec) != 0.0 or n in staged]
+
+
+def _weight(cfg: RunConfig, name: TermName, spec: MethodSpec | None) -> float:
+    weight = cfg.loss.terms[name].weight
+    if weight is None:
+        return 0.0 if spec is None else spec.weights.get(name, 0.0)
+    return weight
 
 
 def num_views(cfg: RunConfig) -> int:
@@ -78,9 +89,14 @@ def _default_views(cfg: RunConfig, channels: int) -> str:
     return "cvae-cifar" if channels == 3 else "cvae-mnist"
 
 
+def _check_heads(cfg: RunConfig, spec: MethodSpec) -> None:
+    heads = [n for n in active_terms(cfg, spec) if TERMS[n].needs_head]
+    if heads and not cfg.model.projection:
+        raise ConfigError(
+            f"the {heads[0]} term needs a projection head: model.projection must not be empty"
+        )
+
+
 def _check_combinations(cfg: RunConfig) -> None:
     if cfg.loss.terms.recon.likelihood == "bce" and cfg.model.output_activation != "sigmoid":
         raise ConfigError("loss.terms.recon.likelihood=bce needs model.output_activation=sigmoid")
-    heads = [n for n in active_terms(cfg) if TERMS[n].needs_head]
-    if heads and not cfg.model.projection:
-        raise ConfigError(f"loss.terms.{heads[0]} needs a projection head; model.projection=[]")

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from cvae.config import TermName
 from cvae.config.schema import ReconTarget
+
+ProbeFeature = Literal["mu", "h"]
+"""What a method's probes read: the posterior mean, or the encoder's representation before the
+projection to mu/logvar."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,10 @@ class MethodSpec:
     """``loss.terms.recon.target`` when ``auto``."""
     deterministic: bool = False
     """``model.deterministic`` when null (z = mu: the autoencoder baselines)."""
+    probe_feature: ProbeFeature = "mu"
+    """The representation ``cvae eval``'s probes read by default."""
+    linear_sgd: bool = False
+    """Whether ``cvae eval`` runs the AAVAE paper's SGD linear evaluation by default."""
 
 
 _SIMCLR = "simclr-cifar"
@@ -63,12 +72,16 @@ METHODS: dict[str, MethodSpec] = {
         {"recon": 1.0, "kl": 0.0},
         augment=_SIMCLR,
         recon_target="clean",
+        probe_feature="h",
+        linear_sgd=True,
     ),
     "ae": MethodSpec(
         "deterministic autoencoder (z = mu), clean input",
         {"recon": 1.0},
         augment="none",
         deterministic=True,
+        probe_feature="h",
+        linear_sgd=True,
     ),
     "aaae": MethodSpec(
         "deterministic autoencoder, augmented view in, clean image out",
@@ -76,5 +89,7 @@ METHODS: dict[str, MethodSpec] = {
         augment=_SIMCLR,
         recon_target="clean",
         deterministic=True,
+        probe_feature="h",
+        linear_sgd=True,
     ),
 }

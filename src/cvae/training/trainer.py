@@ -22,16 +22,19 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from cvae.config import RunConfig, TrainConfig, save_yaml
+from cvae.config import RunConfig, TrainConfig, changed_keys, from_plain, save_yaml
 from cvae.data import DataSplits, load_data
-from cvae.errors import CvaeError, TrainingDiverged
-from cvae.methods import Method, build_method, resolve
+from cvae.errors import ConfigError, CvaeError
+from cvae.methods import Method, build_method, check_config, resolve
 from cvae.methods.base import Shard
+from cvae.threads import torch_threads
 from cvae.training import distributed
-from cvae.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from cvae.training.runlog import RunLog
+from cvae.training.checkpoint import CHECKPOINT, Checkpointer, all_finite, load_run_checkpoint
+from cvae.training.rundir import RunDir
+from cvae.training.runlog import METRICS, RunLog, completed_rows
+from cvae.training.schedule import LRSchedule
+from cvae.training.stats import EpochStats
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 NAN_CHECK_EVERY = 25  # steps between finiteness checks (each one syncs the device)
 
 
@@ -50,11 +53,15 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CvaeError(f"device '{name}' requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
 
 
 def data_from_config(cfg: RunConfig) -> DataSplits:
     d = cfg.data
+    c, h, w = d.synthetic_shape  # three entries (validated)
     data = load_data(
         d.dataset,
         d.data_dir,
@@ -62,7 +69,7 @@ def data_from_config(cfg: RunConfig) -> DataSplits:
         image_size=d.image_size,
         val_fraction=d.val_fraction,
         split_seed=d.split_seed,
-        synthetic_shape=tuple(d.synthetic_shape),
+        synthetic_shape=(c, h, w),
         synthetic_size=d.synthetic_size,
     )
     return data if d.channels is None else data.with_channels(d.channels)
@@ -71,6 +78,13 @@ def data_from_config(cfg: RunConfig) -> DataSplits:
 def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) -> torch.Generator:
     """A generator that depends only on (seed, epoch, stream): resuming needs no replay."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch * 1009 + stream)
+
+
+RESUMABLE_KEYS = frozenset(
+    {"train.epochs", "train.device", "train.threads", "train.progress", "train.compile",
+     "data.download", "data.data_dir"}
+)  # fmt: skip
+"""Config keys a resumed run may change (how and how long it runs, where its data lies)."""
 
 
 def train(
@@ -85,154 +99,219 @@ def train(
     Data-parallel when started by torchrun (or inside an initialised process group): the
     checkpoint is the same as a single process writes, so either can resume the other.
     """
+    check_config(cfg)
     ctx, device, started = distributed.setup(resolve_device(cfg.train.device))
+    guard = RunDir(Path(run_dir))
     try:
-        return _train(cfg, Path(run_dir), resume, data, ctx, device)
+        with torch_threads(cfg.train.threads):
+            return _train(cfg, guard, resume, data, ctx, device)
     finally:
+        guard.release()
         if started:
             dist.destroy_process_group()
 
 
+def _open_run(
+    cfg: RunConfig, guard: RunDir, resume: bool, main: bool
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """Check the run directory before anything is loaded or written; lock it when it exists.
+    Returns the checkpoint to resume from (None for a new run) and the kept metrics rows."""
+    run_dir = guard.path
+    if not resume:
+        guard.check_new()
+    elif not (run_dir / CHECKPOINT).is_file():
+        raise CvaeError(f"{run_dir / CHECKPOINT}: checkpoint not found; nothing to resume")
+    if main and run_dir.is_dir():
+        guard.lock()
+    if not resume:
+        return None, []
+    ckpt = load_run_checkpoint(run_dir / CHECKPOINT)
+    saved = from_plain(ckpt["config"])
+    changed = [
+        k for k in changed_keys(saved, resolve(cfg, tuple(ckpt["image_shape"])))
+        if k not in RESUMABLE_KEYS
+    ]  # fmt: skip
+    if changed:
+        raise ConfigError(
+            f"{run_dir}: the config differs from the run's checkpoint in {', '.join(changed)}; "
+            "a resumed run trains as it started (restore config.yaml or start a new run)"
+        )
+    if not all_finite(ckpt["method"]):
+        raise CvaeError(f"{run_dir / CHECKPOINT} holds non-finite weights; it cannot be resumed")
+    rows = completed_rows(run_dir / METRICS, ckpt["epoch"]) if main else []
+    return ckpt, rows
+
+
+@dataclass
+class _Loop:
+    """What the epochs step, built once per run (see :func:`_build`)."""
+
+    cfg: RunConfig
+    ctx: distributed.Context
+    device: torch.device
+    method: Method
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    saver: Checkpointer
+    train_x: torch.Tensor
+    val_x: torch.Tensor
+    steps: int
+    """Global batches per epoch."""
+    ddp: nn.Module | None
+    autocast: torch.autocast
+
+
 def _train(
     cfg: RunConfig,
-    run_dir: Path,
+    guard: RunDir,
     resume: bool,
     data: DataSplits | None,
     ctx: distributed.Context,
     device: torch.device,
 ) -> TrainResult:
-    tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    data = data if data is not None else data_from_config(cfg)
-    shape = data.train.shape
-    cfg = resolve(cfg, shape)
-
-    ckpt = load_checkpoint(run_dir / CHECKPOINT) if resume else None
-    if not resume and (run_dir / CHECKPOINT).exists():
-        raise CvaeError(f"{run_dir} already holds a run; use --resume or another --out")
-    if ctx.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
-        (run_dir / "data.json").write_text(
-            json.dumps({"image_shape": list(shape), **data.info}, indent=2, default=str)
-        )
-
-    torch.manual_seed(tc.seed)
-    method = build_method(cfg, shape).to(device)
-    train_x = data.train.images.to(device)
-    val_x = data.val.images.to(device)
-    n, bs = len(train_x), tc.batch_size
-    steps_per_epoch = _steps_per_epoch(n, bs, tc.drop_last, tc.epoch_fraction, ctx.world)
-    optimizer = build_optimizer(tc, method.parameters())
-    scheduler = build_scheduler(tc, optimizer, steps_per_epoch)
-    epoch, start_step, sums = 0, 0, {}
-    if ckpt is not None:
-        method.load_state_dict(ckpt["method"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        epoch, start_step, sums = ckpt["epoch"], ckpt["step"], ckpt["sums"]
-        if not ctx.main:  # the saved sums are global: count them once
-            sums = {k: 0.0 for k in sums}
-    if tc.compile:
-        method.model.encoder.compile()
-        method.model.decoder.compile()
-    ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
-
-    log = RunLog(run_dir, tc.tensorboard, completed_epochs=epoch) if ctx.main else None
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
-
-    def checkpoint(
-        epoch: int, step: int, gen_state: torch.Tensor | None, sums: dict[str, torch.Tensor]
-    ) -> None:
-        if not ctx.main:
-            return
-        payload = {
-            "method": method.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "sums": {k: float(v) for k, v in sums.items()},
-            "generator": gen_state,
-            "rng": rng_state(),
-            "config": cfg.to_dict(),
-            "image_shape": list(shape),
-        }
-        save_checkpoint(payload, run_dir / CHECKPOINT)
-
+    run_dir, tc = guard.path, cfg.train
+    ckpt, rows = _open_run(cfg, guard, resume, ctx.main)
+    data, cfg = _data_for_run(cfg, data, ckpt, run_dir)
+    loop = _build(cfg, data, ctx, device, run_dir)
+    epoch, step, sums, gen_state = loop.saver.restore(ckpt) if ckpt else (0, 0, {}, None)
+    if ctx.main:  # every check passed: the first write
+        guard.lock()
+        _write_run_files(run_dir, cfg, data.train.shape, data.info)
+    log = RunLog(run_dir, tc.tensorboard, epoch, rows) if ctx.main else None
     try:
         while epoch < tc.epochs:
             t0 = time.perf_counter()
-            method.train()
-            perm = torch.randperm(
-                n, generator=epoch_generator(tc.seed, epoch, 0, torch.device("cpu"))
-            )
-            perm = perm.to(device)
-            gen = epoch_generator(tc.seed, epoch, 1, device)
-            if start_step and ckpt is not None and ckpt["generator"] is not None:
-                gen.set_state(ckpt["generator"])
-            sums = {k: torch.tensor(v, device=device) for k, v in sums.items()}
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=start_step,
-                desc=f"epoch {epoch + 1}/{tc.epochs}",
-                disable=not (tc.progress and ctx.main and sys.stderr.isatty()),
-                leave=False,
-            )
-            for step in range(start_step, steps_per_epoch):
-                idx = perm[step * bs : (step + 1) * bs]
-                shard = ctx.shard(len(idx))
-                if shard is not None:
-                    idx = idx[shard.rows]
-                method.epoch_progress = epoch + step / steps_per_epoch
-                out = train_step(
-                    method, optimizer, train_x[idx], gen, tc.grad_clip, autocast, shard, ddp
-                )
-                if tc.scheduler == "warmup":
-                    scheduler.step()  # type: ignore[union-attr]
-                for key, value in out.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach().float() * len(idx)
-                sums["n"] = sums.get("n", 0.0) + len(idx)
-                mid_ckpt = tc.checkpoint_every_steps and (step + 1) % tc.checkpoint_every_steps == 0
-                if mid_ckpt or (step + 1) % NAN_CHECK_EVERY == 0 or step + 1 == steps_per_epoch:
-                    # sums["loss"] covers every step so far: nothing non-finite gets checkpointed;
-                    # summed over processes, so that all of them stop together
-                    _check_finite(ctx.sum({"loss": sums["loss"]})["loss"], epoch, step, run_dir)
-                    bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
-                if mid_ckpt:
-                    checkpoint(epoch, step + 1, gen.get_state(), ctx.sum(sums))
-                bar.update()
-            bar.close()
-            method.after_epoch()
-            sums = ctx.sum(sums)  # every process needs the train loss (plateau scheduler)
-            count = float(sums.pop("n"))
-            row: dict[str, Any] = {"epoch": epoch + 1}
-            row.update({f"train_{k}": float(v) / count for k, v in sums.items()})
-            if log is not None:
-                val = validate(method, val_x, bs, tc.seed)
-                row.update({f"val_{k}": v for k, v in val.items()})
-            seconds = time.perf_counter() - t0
-            row.update(lr=optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
-            row["images_per_sec"] = round((steps_per_epoch - start_step) * bs / seconds, 1)
-            if log is not None:
-                log.log(row)
-                if tc.progress:
-                    print(_summary(row, tc.epochs), flush=True)
-            if tc.scheduler == "exponential":
-                scheduler.step()  # type: ignore[union-attr]
-            elif tc.scheduler == "plateau":
-                scheduler.step(row["train_loss"])  # type: ignore[union-attr]
-            epoch, start_step, sums = epoch + 1, 0, {}
+            stats = _train_epoch(loop, epoch, step, sums, gen_state)
+            loop.saver.check_finite(f"after epoch {epoch + 1}")  # before its row is logged
+            row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in stats.means().items()}}
+            if log is not None:  # the main process validates and logs
+                row.update(_validation_row(loop, epoch))
+                seconds = time.perf_counter() - t0
+                row.update(lr=loop.optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
+                row["images_per_sec"] = round((loop.steps - step) * tc.batch_size / seconds, 1)
+                log.log(row, print_summary=tc.progress, epochs=tc.epochs)
+            loop.schedule.on_epoch(row["train_loss"])
+            epoch, step, sums, gen_state = epoch + 1, 0, {}, None
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
-                checkpoint(epoch, 0, None, sums)
+                loop.saver.save(epoch, 0, None, {})
         ctx.barrier()  # every process returns once the last checkpoint is written
     finally:
         if log is not None:
             log.close()
     return TrainResult(run_dir, cfg, epoch, [] if log is None else log.rows, ctx.rank)
+
+
+def _build(
+    cfg: RunConfig, data: DataSplits, ctx: distributed.Context, device: torch.device, run_dir: Path
+) -> _Loop:
+    """The method (seeded init), the data on the device, optimizer, LR schedule, checkpointer."""
+    tc, shape = cfg.train, data.train.shape
+    torch.manual_seed(tc.seed)
+    method = build_method(cfg, shape).to(device)
+    train_x, val_x = data.train.images.to(device), data.val.images.to(device)
+    steps = _steps_per_epoch(
+        len(train_x), tc.batch_size, tc.drop_last, tc.epoch_fraction, ctx.world
+    )
+    optimizer = build_optimizer(tc, method.parameters())
+    schedule = LRSchedule(tc, optimizer, steps)
+    saver = Checkpointer(run_dir / CHECKPOINT, method, optimizer, schedule, cfg.to_dict(),
+                         list(shape), writer=ctx.main)  # fmt: skip
+    if tc.compile:
+        method.model.encoder.compile()
+        method.model.decoder.compile()
+    ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
+    return _Loop(cfg, ctx, device, method, optimizer, schedule, saver, train_x, val_x, steps,
+                 ddp, autocast)  # fmt: skip
+
+
+def _train_epoch(
+    loop: _Loop,
+    epoch: int,
+    start_step: int,
+    sums: dict[str, float],
+    gen_state: torch.Tensor | None,
+) -> EpochStats:
+    """Steps ``start_step..`` of ``epoch``: batches of a permutation seeded by (seed, epoch), one
+    optimisation step each, the loss checked for finiteness every ``NAN_CHECK_EVERY`` steps,
+    mid-epoch checkpoints every ``train.checkpoint_every_steps``."""
+    tc, bs, ctx = loop.cfg.train, loop.cfg.train.batch_size, loop.ctx
+    loop.method.train()
+    cpu = torch.device("cpu")
+    n = len(loop.train_x)
+    perm = torch.randperm(n, generator=epoch_generator(tc.seed, epoch, 0, cpu)).to(loop.device)
+    gen = epoch_generator(tc.seed, epoch, 1, loop.device)
+    if start_step and gen_state is not None:
+        gen.set_state(gen_state)
+    stats = EpochStats(ctx, loop.device, sums)
+    bar = _progress_bar(loop.steps, start_step, epoch, tc, ctx.main)
+    for step in range(start_step, loop.steps):
+        idx = perm[step * bs : (step + 1) * bs]
+        shard = ctx.shard(len(idx))
+        if shard is not None:
+            idx = idx[shard.rows]
+        loop.method.epoch_progress = epoch + step / loop.steps
+        out = train_step(loop.method, loop.optimizer, loop.train_x[idx], gen, tc.grad_clip,
+                         loop.autocast, shard, loop.ddp)  # fmt: skip
+        loop.schedule.on_step()
+        stats.add(out, len(idx))
+        done = step + 1
+        mid_ckpt = tc.checkpoint_every_steps and done % tc.checkpoint_every_steps == 0
+        if mid_ckpt or done % NAN_CHECK_EVERY == 0 or done == loop.steps:
+            if not stats.loss_finite():  # all processes stop together
+                loop.saver.diverged("the loss", f"by epoch {epoch + 1} step {done}")
+            bar.set_postfix(loss=f"{float(out['loss'].detach()):.4g}")
+        if mid_ckpt:
+            loop.saver.save(epoch, done, gen.get_state(), stats.totals())
+        bar.update()
+    bar.close()
+    loop.method.after_epoch()
+    return stats
+
+
+def _validation_row(loop: _Loop, epoch: int) -> dict[str, float]:
+    """``val_<term>`` means on the validation split; a non-finite one is divergence."""
+    val = validate(loop.method, loop.val_x, loop.cfg.train.batch_size, loop.cfg.train.seed)
+    if not all(map(math.isfinite, val.values())):
+        loop.saver.diverged("the validation loss", f"after epoch {epoch + 1}")
+    return {f"val_{k}": v for k, v in val.items()}
+
+
+def _data_for_run(
+    cfg: RunConfig, data: DataSplits | None, ckpt: dict[str, Any] | None, run_dir: Path
+) -> tuple[DataSplits, RunConfig]:
+    """The run's data and its config resolved for the data's image shape."""
+    data = data if data is not None else data_from_config(cfg)
+    shape = data.train.shape
+    if ckpt is not None and list(shape) != list(ckpt["image_shape"]):
+        raise CvaeError(
+            f"{run_dir}: the data's images are {list(shape)}, the run's {ckpt['image_shape']}"
+        )
+    if len(data.train.images) == 0:
+        raise ConfigError(
+            f"no training images (data.val_fraction={cfg.data.val_fraction} of "
+            f"{len(data.val.images)} images goes to validation)"
+        )
+    return data, resolve(cfg, shape)
+
+
+def _write_run_files(
+    run_dir: Path, cfg: RunConfig, shape: tuple[int, int, int], info: dict[str, Any]
+) -> None:
+    save_yaml(cfg, run_dir / "config.yaml")
+    (run_dir / "data.json").write_text(
+        json.dumps({"image_shape": list(shape), **info}, indent=2, default=str)
+    )
+
+
+def _progress_bar(total: int, initial: int, epoch: int, tc: TrainConfig, main: bool) -> tqdm:
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=f"epoch {epoch + 1}/{tc.epochs}",
+        disable=not (tc.progress and main and sys.stderr.isatty()),
+        leave=False,
+    )
 
 
 def train_step(
@@ -273,23 +352,6 @@ def build_optimizer(tc: TrainConfig, params: Iterable[torch.nn.Parameter]) -> to
     return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
 
 
-def build_scheduler(tc: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-    """exponential: x lr_gamma per epoch (BTVAE); plateau: ReduceLROnPlateau on the epoch's mean
-    train loss (CR-VAE); warmup: linear from 0 over warmup_epochs, per step, then constant (AAVAE).
-    """
-    sched = torch.optim.lr_scheduler
-    if tc.scheduler == "exponential":
-        return sched.ExponentialLR(optimizer, gamma=tc.lr_gamma)
-    if tc.scheduler == "plateau":
-        return sched.ReduceLROnPlateau(
-            optimizer, factor=tc.plateau_factor, patience=tc.plateau_patience, min_lr=tc.min_lr
-        )
-    if tc.scheduler == "warmup":
-        warmup = max(1, round(tc.warmup_epochs * steps_per_epoch))
-        return sched.LambdaLR(optimizer, lambda step: min(1.0, step / warmup))
-    return None
-
-
 def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float, world: int) -> int:
     """Global batches per epoch. With ``world`` processes every process needs >= 1 image of each
     batch: a last partial batch smaller than ``world`` is dropped."""
@@ -319,18 +381,3 @@ def validate(method: Method, images: torch.Tensor, batch_size: int, seed: int) -
             sums[key] = sums.get(key, 0.0) + value.float() * len(batch)
     method.train(was_training)
     return {k: float(v) / len(images) for k, v in sums.items()}
-
-
-def _summary(row: dict[str, Any], epochs: int) -> str:
-    losses = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k.startswith(("train_", "val_")))
-    return f"epoch {row['epoch']}/{epochs} {losses} ({row['images_per_sec']:.0f} img/s)"
-
-
-def _check_finite(loss: torch.Tensor, epoch: int, step: int, run_dir: Path) -> None:
-    if not torch.isfinite(loss):
-        ckpt = run_dir / CHECKPOINT
-        kept = f"last good checkpoint kept at {ckpt}" if ckpt.exists() else "no checkpoint yet"
-        raise TrainingDiverged(
-            f"loss became non-finite by epoch {epoch + 1} step {step + 1}; {kept} "
-            "(lower train.lr or set train.grad_clip)"
-        )

@@ -28,6 +28,8 @@ import cvae
 from cvae import config as C
 from cvae.config import RunConfig
 from cvae.errors import ConfigError, CvaeError
+from cvae.evaluation.options import EvalConfig, to_argv
+from cvae.experiments.results import METRICS_FILE, is_number, read_metrics_json
 from cvae.methods import check_config
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
@@ -74,14 +76,17 @@ class SweepRun:
 # --------------------------------------------------------------------------- grids and names
 
 
-def parse_grid(pairs: Sequence[str], aliases: Mapping[str, str] | None = None) -> dict[str, list]:
-    """``["loss.beta=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` -> ``{key: [raw, ...]}``.
+def parse_grid(
+    pairs: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """``["loss.terms.kl.weight=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` ->
+    ``{key: [raw, ...]}``.
 
     Values split at top-level commas (not inside brackets or quotes); each stays a raw string
     that :func:`cvae.config.set_value` parses against the field's type. ``aliases`` maps short
-    keys (``beta``) to dotted ones (``loss.beta``).
+    keys (``beta``) to dotted ones (``loss.terms.kl.weight``).
     """
-    grid: dict[str, list] = {}
+    grid: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
@@ -122,7 +127,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def run_name(overrides: Mapping[str, Any]) -> str:
-    """Filesystem-safe directory name, keys sorted: ``loss.beta=1e-05,method=cvae``.
+    """Filesystem-safe directory name, keys sorted: ``loss.terms.kl.weight=1e-05,method=cvae``.
 
     Values print as their config type (floats by ``repr``, lists as ``[8,16]``); characters
     outside ``A-Za-z0-9._+=,[]@-`` become ``_``; names over 120 characters are cut and get a hash
@@ -187,18 +192,24 @@ def checkpoint_epochs(run_dir: Path) -> int | None:
 
 
 def plan_run(
-    job: SweepJob, run_dir: Path, *, evaluate: bool = False, eval_args: Sequence[str] = ()
+    job: SweepJob,
+    run_dir: Path,
+    *,
+    evaluate: bool = False,
+    eval_config: EvalConfig | None = None,
 ) -> tuple[str, list[list[str]]]:
     """What ``run_dir`` still needs: ``(action, commands)``, action one of start | resume |
     eval | skip | fail. Finished means the checkpoint reached ``train.epochs`` and, with
-    ``evaluate``, ``metrics.json`` is newer than the checkpoint."""
+    ``evaluate``, a complete ``metrics.json`` is newer than the checkpoint; ``cvae eval`` runs
+    with ``eval_config`` (default :class:`EvalConfig`) and the run's ``train.threads``."""
     if job.config is None:
         return "fail", []
     cfg = job.config
     _check_request(cfg, run_dir)
     python = [sys.executable, "-m", "cvae"]
     threads = [] if cfg.train.threads is None else ["--threads", str(cfg.train.threads)]
-    evals = [[*python, "eval", str(run_dir), *eval_args]] if evaluate else []
+    options = to_argv(eval_config or EvalConfig())
+    evals = [[*python, "eval", str(run_dir), *options, *threads]] if evaluate else []
     done = checkpoint_epochs(run_dir)
     if done is None:
         fresh = ["train", "--config", str(run_dir / REQUEST), "--out", str(run_dir)]
@@ -206,11 +217,19 @@ def plan_run(
     if done < cfg.train.epochs:
         resume = ["train", "--resume", str(run_dir), "--epochs", str(cfg.train.epochs)]
         return "resume", [[*python, *resume, "--device", cfg.train.device, *threads], *evals]
-    metrics = run_dir / "metrics.json"
-    stale = not metrics.is_file() or (
-        metrics.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime
-    )
-    return ("eval", evals) if evaluate and stale else ("skip", [])
+    return ("eval", evals) if evaluate and not _evaluated(run_dir) else ("skip", [])
+
+
+def _evaluated(run_dir: Path) -> bool:
+    """``metrics.json`` is newer than the checkpoint and complete (an interrupted ``cvae eval``
+    leaves ``"complete": false``; a corrupt file counts as not evaluated)."""
+    metrics = run_dir / METRICS_FILE
+    if not metrics.is_file() or metrics.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime:
+        return False
+    try:
+        return read_metrics_json(metrics).get("complete", True) is not False
+    except CvaeError:
+        return False
 
 
 def _check_request(cfg: RunConfig, run_dir: Path) -> None:
@@ -220,7 +239,11 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
         if (run_dir / CHECKPOINT).exists():
             raise CvaeError(f"{run_dir} holds a run this sweep did not start; use another --out")
         return
-    old = C.flatten(C.load_yaml(request))
+    try:
+        old = C.flatten(C.load_yaml(request))
+    except (ConfigError, UnicodeDecodeError) as err:
+        why = err if isinstance(err, ConfigError) else f"{request}: not UTF-8 text"
+        raise CvaeError(f"{why}; use another --out or delete that run") from None
     new = C.flatten(cfg.to_dict())
     changed = [k for k in new if k not in CHANGEABLE and old.get(k) != new[k]]
     if changed:
@@ -240,7 +263,7 @@ class _Active:
     run: SweepRun
     commands: list[list[str]]
     env: dict[str, str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     log: IO[str] | None = None
 
 
@@ -250,7 +273,7 @@ def run_jobs(
     *,
     parallel: int = 1,
     evaluate: bool = False,
-    eval_args: Sequence[str] = (),
+    eval_config: EvalConfig | None = None,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> list[SweepRun]:
@@ -274,7 +297,9 @@ def run_jobs(
             job = dataclasses.replace(job, config=C.from_plain(job.config.to_dict()))
             job.config.train.threads = share  # type: ignore[union-attr]
         run = SweepRun(job.name, out / job.name, job.overrides, "", message=job.error or "")
-        run.status, commands = plan_run(job, run.run_dir, evaluate=evaluate, eval_args=eval_args)
+        run.status, commands = plan_run(
+            job, run.run_dir, evaluate=evaluate, eval_config=eval_config
+        )
         planned.append((job, run, commands))
     runs = [run for _, run, _ in planned]
     if dry_run:
@@ -307,7 +332,8 @@ def _child_env(threads: str) -> dict[str, str]:
 
 def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[str], None]) -> None:
     done_status = {"start": "done", "resume": "resumed", "eval": "evaluated"}
-    pending, running = list(queue), []
+    pending = list(queue)
+    running: list[_Active] = []
     try:
         while pending or running:
             while pending and len(running) < parallel:
@@ -385,14 +411,19 @@ def _collect(run: SweepRun) -> None:
         run.epochs = int(rows[-1]["epoch"])
         loss = rows[-1].get("train_loss")
         run.train_loss = loss if isinstance(loss, float) else None
-    metrics = run.run_dir / "metrics.json"
-    if metrics.is_file():
-        values = json.loads(metrics.read_text()).get("metrics", {})
-        run.metrics = {
-            k: float(m["value"])
-            for k, m in values.items()
-            if isinstance(m, dict) and _is_number(m.get("value"))
-        }
+    metrics = run.run_dir / METRICS_FILE
+    if not metrics.is_file():
+        return
+    try:
+        values = read_metrics_json(metrics).get("metrics", {})
+    except CvaeError as err:  # the other runs still finish and are summarised
+        run.message = run.message or str(err)
+        return
+    run.metrics = {
+        k: float(m["value"])
+        for k, m in values.items()
+        if isinstance(m, dict) and is_number(m.get("value"))
+    }
 
 
 # --------------------------------------------------------------------------- summary
@@ -450,12 +481,8 @@ def write_summary(runs: Sequence[SweepRun], out: Path) -> None:
         writer = csv.writer(f)
         writer.writerow([*columns, "run_dir", "message"])
         for run, row in zip(runs, rows, strict=True):
-            cells = ["" if v is None else v if _is_number(v) else _format(v) for v in row]
+            cells = ["" if v is None else v if is_number(v) else _format(v) for v in row]
             writer.writerow([*cells, str(run.run_dir), run.message])
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def run_sweep(
@@ -465,7 +492,7 @@ def run_sweep(
     *,
     jobs: int = 1,
     evaluate: bool = False,
-    eval_args: Sequence[str] = (),
+    eval_config: EvalConfig | None = None,
     names: Callable[[Mapping[str, Any]], str] = run_name,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
@@ -477,7 +504,7 @@ def run_sweep(
         out,
         parallel=jobs,
         evaluate=evaluate,
-        eval_args=eval_args,
+        eval_config=eval_config,
         dry_run=dry_run,
         echo=echo,
     )
