@@ -28,6 +28,7 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/train_throughput.py

@@ -10,6 +10,7 @@ import pickle
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,6 @@ from badinput import expect_refusal
 
 from cvae.cli import main
 from cvae.errors import CvaeError
-from cvae.methods.base import Method
 from cvae.training import checkpoint as checkpoint_module
 from cvae.training.checkpoint import CHECKPOINT, all_finite, load_checkpoint, save_checkpoint
 from cvae.training.rundir import RunDir
@@ -68,16 +68,16 @@ def run(trained: Path, tmp_path: Path) -> Path:
         ),
         (["--set", "train.plateau_factor=2"], "train.plateau_factor"),
         (["--set", "loss.stages=[{epochs: 1, weights: 5}]"], "loss.stages[0]"),
-        (["--set", "loss.stages=[{epochs: 1, weights: {kl: x}}]"], "must be a number"),
+        (["--set", "loss.stages=[{epochs: 1, weights: {kl: x}}]"], "expects a number"),
         (["--device", "bogus"], "train.device"),
         (["--seed", "99999999999999999"], "train.seed"),
         (["--seed", "-1"], "train.seed"),
         (["--set", "data.split_seed=99999999999999999"], "data.split_seed"),
         (["--method", "cvae", "--set", "model.projection=[]"], "projection"),
         (["--lr", "inf"], "train.lr must be a finite number"),
-        (["--beta", "nan"], "loss.beta must be a finite number"),
+        (["--beta", "nan"], "loss.terms.kl.weight must be a finite number"),
         (["--set", "train.grad_clip=nan"], "train.grad_clip must be a finite number"),
-        (["--set", "loss.log_scale=-inf"], "loss.log_scale"),
+        (["--set", "loss.log_scale=-inf"], "loss.terms.recon.log_scale"),
         (["--set", "loss.stages=[{epochs: 1, weights: {kl: .inf}}]"], "loss.stages"),
         (["--set", "train.min_lr=-1"], "train.min_lr"),
     ],
@@ -117,16 +117,17 @@ def _poison_step(monkeypatch: pytest.MonkeyPatch, at_call: int) -> None:
     """The optimizer update of the ``at_call``-th step (1-based) makes a weight NaN; the loss
     of that step, computed before the update, stays finite."""
     calls = {"n": 0}
-    original = Method.after_step
+    original = torch.optim.Adam.step
 
-    def after_step(self: Method) -> None:
-        original(self)
+    def step(self: torch.optim.Adam, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == at_call:
             with torch.no_grad():
-                next(self.parameters()).fill_(float("nan"))
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
 
-    monkeypatch.setattr(Method, "after_step", after_step)
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
 
 
 def test_nan_update_of_an_epochs_last_step_is_never_checkpointed(capsys, tmp_path, monkeypatch):
@@ -165,8 +166,11 @@ def test_nan_update_before_a_mid_epoch_checkpoint_is_not_written(capsys, tmp_pat
 
 def _edit_config(run: Path, key: str, value: object) -> None:
     data = yaml.safe_load((run / "config.yaml").read_text())
-    section, _, leaf = key.rpartition(".")
-    (data[section] if section else data)[leaf] = value
+    *sections, leaf = key.split(".")
+    node = data
+    for section in sections:
+        node = node[section]
+    node[leaf] = value
     (run / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -177,7 +181,7 @@ def _edit_config(run: Path, key: str, value: object) -> None:
         ("method", "cvae"),
         ("model.latent_dim", 3),
         ("data.dataset", "synthetic"),
-        ("loss.beta", 2.0),
+        ("loss.terms.kl.weight", 2.0),
     ],
 )
 def test_resume_refuses_an_edited_config(capsys, run, key, value):

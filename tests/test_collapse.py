@@ -149,18 +149,19 @@ def test_iwae_bernoulli_with_prior_equal_posterior() -> None:
 
 def test_run_likelihood_choices() -> None:
     cfg = RunConfig()
-    cfg.loss.reconstruction, cfg.loss.reduction = "mse", "mean"
-    cfg.loss.recon_weight, cfg.loss.beta = 1.0, 1e-3
+    recon, kl = cfg.loss.terms.recon, cfg.loss.terms.kl
+    recon.likelihood, recon.reduction = "mse", "mean"
+    recon.weight, kl.weight = 1.0, 1e-3
     lik = run_likelihood(cfg, 784, None)
     assert isinstance(lik, Likelihood)
     assert math.exp(2 * lik.log_scale) == pytest.approx(784 * 1e-3 / 2)  # sigma^2 = D beta / 2
-    cfg.loss.reduction, cfg.loss.beta = "sum", 1.0
+    recon.reduction, kl.weight = "sum", 1.0
     assert math.exp(2 * run_likelihood(cfg, 784, None).log_scale) == pytest.approx(0.5)
-    cfg.loss.beta = 0.0
+    kl.weight = 0.0
     assert isinstance(run_likelihood(cfg, 784, None), str)
-    cfg.loss.reconstruction, cfg.loss.learn_scale, cfg.loss.log_scale = "gaussian", True, 0.0
+    recon.likelihood, recon.learn_scale, recon.log_scale = "gaussian", True, 0.0
     assert run_likelihood(cfg, 784, -1.5).log_scale == -1.5
-    cfg.loss.learn_scale = False
+    recon.learn_scale = False
     assert run_likelihood(cfg, 784, -1.5).log_scale == 0.0
-    cfg.loss.reconstruction = "bce"
+    recon.likelihood = "bce"
     assert run_likelihood(cfg, 784, None).kind == "bernoulli"

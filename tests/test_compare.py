@@ -42,7 +42,7 @@ def test_paper_number_lookups() -> None:
         0.6015
     )
     # beta selects the CVAE Table 2 column; Table 1 is only reported at beta = 1e-3
-    cvae_mnist.loss.beta = 1e-5
+    cvae_mnist.loss.terms.kl.weight = 1e-5
     assert paper_number(cvae_mnist, "fid_inception").value == 162.71
     assert paper_number(cvae_mnist, "logreg_paper") is None
     # the config may be a plain dict (config.yaml)
@@ -54,7 +54,7 @@ def test_paper_number_lookups() -> None:
     # BTVAE: lambda picks the row; lambda 0 is the VAE row
     bt = load_preset("btvae-cifar10")
     assert paper_number(bt, "fid_inception").value == 0.2838
-    bt.loss.barlow_weight = 0.0
+    bt.loss.terms.barlow.weight = 0.0
     assert paper_number(bt, "fid_inception").model == "VAE"
     assert paper_number(load_preset("aaae-cifar10"), "linear_sgd").value == pytest.approx(0.5062)
     # another dataset, no preset, or an unknown metric: nothing to compare with
@@ -92,7 +92,7 @@ def test_paper_tables_complete() -> None:
     ]
     bt = [e for e in PAPERS["btvae-paper"].numbers if e.text == "0.9283"]
     assert len(bt) == 1 and bt[0].tolerance == pytest.approx(0.09283)
-    assert bt[0].conditions == {"model.latent_dim": 128, "loss.barlow_weight": 0.25}
+    assert bt[0].conditions == {"model.latent_dim": 128, "loss.terms.barlow.weight": 0.25}
     emnist_vae_mkl = [
         e for e in by_table[("CR-VAE", "Table III")] if e.dataset == "emnist" and e.model == "VAE"
     ][2]

@@ -18,7 +18,7 @@ from PIL import Image
 from test_data import server  # noqa: F401  (local http.server fixture)
 
 from cvae.cli import main
-from cvae.config import RunConfig, validate
+from cvae.config import RunConfig
 from cvae.data import (
     celeba,
     dataset_available,
@@ -31,6 +31,7 @@ from cvae.data import (
     stl10,
 )
 from cvae.errors import ConfigError, DataError
+from cvae.methods import check_config
 
 
 def md5(data: bytes) -> str:
@@ -415,10 +416,10 @@ def test_catalog(tmp_path: Path) -> None:
 def test_config_and_cli_accept_new_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = RunConfig()
     cfg.data.dataset = "fashion-mnist"
-    assert validate(cfg) is cfg
+    assert check_config(cfg) is cfg
     cfg.data.dataset = "fashion_mnist"
     with pytest.raises(ConfigError, match="unknown dataset 'fashion_mnist'; choose from digits"):
-        validate(cfg)
+        check_config(cfg)
     code = main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1

@@ -26,9 +26,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.testing import assert_close
 
 import cvae
-from cvae.config import RunConfig, resolve
+from cvae.config import RunConfig
 from cvae.errors import CvaeError
-from cvae.methods import Shard, build_method
+from cvae.methods import Shard, build_method, resolve
 from cvae.objectives import all_gather_grad, barlow_twins, info_nce_queue, nt_xent
 from cvae.training import distributed, trainer
 from cvae.training.checkpoint import load_checkpoint
@@ -45,7 +45,7 @@ def tiny_config(method: str, **train) -> RunConfig:
     cfg = RunConfig(method=method)
     cfg.data.dataset = "digits"
     cfg.model.channels = [8, 16]
-    cfg.loss.queue_size = 20
+    cfg.loss.terms.infonce.queue_size = 20
     cfg.train.batch_size = 25  # odd: shards of 13 and 12 rows
     cfg.train.epoch_fraction = 0.1  # 5 steps per epoch (1294 training images)
     cfg.train.checkpoint_every_steps = 4  # exercises the mid-epoch (summed) checkpoint
@@ -310,7 +310,11 @@ def test_devices_flag_runs_torchrun_with_the_resolved_command(monkeypatch, tmp_p
     assert new[1:4] == torchrun and resume[1:4] == torchrun
     assert new[4:8] == ["--nproc-per-node=2", "-m", "cvae", "train"]
     assert new[-2:] == ["--out", str(out)]
-    assert (cfg.method, cfg.train.batch_size, cfg.loss.queue_size) == ("crvae", 24, 48)
+    assert (cfg.method, cfg.train.batch_size, cfg.loss.terms.infonce.queue_size) == (
+        "crvae",
+        24,
+        48,
+    )
     assert resume[4:] == ["--nproc-per-node=3", "-m", "cvae", "train", "--resume", str(out)] + [
         "--epochs",
         "5",

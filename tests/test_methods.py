@@ -3,15 +3,18 @@
 import pytest
 import torch
 
-from cvae.config import RunConfig, resolve
-from cvae.methods import METHODS, build_method
+from cvae.config import RunConfig, set_value
+from cvae.methods import METHODS, build_method, resolve
 from cvae.objectives import kl_loss, mse
 
 
 def make(method: str, shape=(1, 28, 28), **loss):
+    """``make("cvae", ntxent={"weight": 0.1}, views_regularised="all")``: per-term sub-configs
+    by term name, shared loss options by name."""
     cfg = RunConfig(method=method)
     for k, v in loss.items():
-        setattr(cfg.loss, k, v)
+        for key, value in v.items() if isinstance(v, dict) else [("", v)]:
+            set_value(cfg, f"loss.terms.{k}.{key}" if key else f"loss.{k}", value)
     return build_method(resolve(cfg, shape), shape)
 
 
@@ -23,12 +26,12 @@ def test_registry_and_views_follow_active_terms():
     assert {"vae", "cvae", "btvae", "crvae", "aavae", "ae", "aaae"} <= set(METHODS)
     assert make("vae").num_views == 1 and make("cvae").num_views == 2
     assert make("crvae").num_views == 2 and make("btvae").num_views == 1
-    assert make("vae", contrastive_weight=0.1).num_views == 2  # a term switched on adds views
+    assert make("vae", ntxent={"weight": 0.1}).num_views == 2  # a term switched on adds views
 
 
 def test_vae_loss_is_recon_plus_beta_kl():
     torch.manual_seed(0)
-    m = make("vae", beta=0.5)
+    m = make("vae", kl={"weight": 0.5})
     x = batch()
     out = m(x, torch.Generator().manual_seed(1))
     assert set(out) == {"recon", "kl", "loss", "sigma"}
@@ -44,12 +47,12 @@ def test_vae_loss_is_recon_plus_beta_kl():
 
 
 def test_cvae_has_three_terms_and_zero_weight_skips():
-    m = make("cvae", contrastive_weight=0.1)
+    m = make("cvae", ntxent={"weight": 0.1})
     out = m(batch(), torch.Generator().manual_seed(0))
     assert set(out) == {"recon", "kl", "ntxent", "loss", "sigma"}
     expected = out["recon"] + 1e-3 * out["kl"] + 0.1 * out["ntxent"]
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
-    off = make("cvae", contrastive_weight=0.0, beta=0.0)
+    off = make("cvae", ntxent={"weight": 0.0}, kl={"weight": 0.0})
     assert set(off(batch(), torch.Generator().manual_seed(0))) == {"recon", "loss", "sigma"}
 
 
@@ -65,7 +68,7 @@ def test_cvae_views_are_augmented_independently_and_val_is_clean():
 def test_recon_target_clean_vs_view():
     x = batch()
     for target in ("view", "clean"):
-        m = make("cvae", recon_target=target)
+        m = make("cvae", recon={"target": target})
         step = m.make_step(x, torch.Generator().manual_seed(0), train=True)
         x_hat = m.model.activate(step.logits(0))
         want = mse(x_hat, step.clean if target == "clean" else step.views[0])
@@ -94,10 +97,10 @@ def test_gradient_flow_per_term():
 
 
 def test_learned_gaussian_scale_is_a_parameter():
-    m = make("vae", reconstruction="gaussian", reduction="sum", learn_scale=True)
+    m = make("vae", recon={"likelihood": "gaussian", "reduction": "sum", "learn_scale": True})
     names = [n for n, _ in m.named_parameters()]
     assert "terms.recon.log_scale" in names
-    fixed = make("vae", reconstruction="gaussian", reduction="sum")
+    fixed = make("vae", recon={"likelihood": "gaussian", "reduction": "sum"})
     assert "terms.recon.log_scale" not in [n for n, _ in fixed.named_parameters()]
 
 

@@ -5,20 +5,22 @@ import pytest
 import torch
 
 import cvae
-from cvae.config import RunConfig, resolve
+from cvae.config import RunConfig, Stage, set_value
 from cvae.errors import ConfigError
 from cvae.evaluation.knn import knn_weighted_cosine
-from cvae.methods import build_method
+from cvae.methods import build_method, resolve
 from cvae.methods.schedules import WeightPlan, parse_schedule
 
 SHAPE = (1, 28, 28)
 
 
-def make(method: str, shape=SHAPE, **loss):
+def make(method: str, shape=SHAPE, **terms):
+    """``make("btvae", barlow={"weight": 1.0})``: per-term sub-config values by term name."""
     cfg = RunConfig(method=method)
-    cfg.loss.queue_size = 64
-    for k, v in loss.items():
-        setattr(cfg.loss, k, v)
+    cfg.loss.terms.infonce.queue_size = 64
+    for term, values in terms.items():
+        for key, value in values.items():
+            set_value(cfg, f"loss.terms.{term}.{key}", value)
     return build_method(resolve(cfg, shape), shape)
 
 
@@ -52,7 +54,7 @@ def test_crvae_queue_updates_in_training_only():
 
 
 def test_crvae_paper_variant_ema_per_epoch_in_batch_negatives():
-    m = make("crvae", ema_every="epoch", negatives="in_batch")
+    m = make("crvae", infonce={"ema_every": "epoch", "negatives": "in_batch"})
     term = m.terms["infonce"]
     before = [p.clone() for p in term.key_encoder.parameters()]
     ptr0 = int(term.queue.ptr)
@@ -71,7 +73,7 @@ def test_crvae_paper_variant_ema_per_epoch_in_batch_negatives():
 
 
 def test_btvae_gradient_reaches_decoder_through_reconstruction():
-    m = make("btvae", barlow_weight=1.0, recon_weight=0.0, beta=0.0)
+    m = make("btvae", barlow={"weight": 1.0}, recon={"weight": 0.0}, kl={"weight": 0.0})
     assert set(m.terms) == {"barlow"}
     m(batch(), torch.Generator().manual_seed(0))["loss"].backward()
     assert all(p.grad is not None for p in m.model.decoder.parameters())
@@ -79,7 +81,7 @@ def test_btvae_gradient_reaches_decoder_through_reconstruction():
 
 
 def test_btvae_z_variant_and_negative_lambda_allowed():
-    m = make("btvae", barlow_on="z", barlow_weight=-2.5e-4)
+    m = make("btvae", barlow={"features": "z", "weight": -2.5e-4})
     out = m(batch(), torch.Generator().manual_seed(0))
     assert out["loss"].item() == pytest.approx(
         (out["recon"] + 2.5e-4 * out["kl"] - 2.5e-4 * out["barlow"]).item(), rel=1e-5
@@ -101,7 +103,7 @@ def test_aavae_reconstructs_clean_from_augmented_and_ae_is_deterministic():
 
 
 def test_any_term_on_any_method():
-    m = make("vae", contrastive_weight=0.1, barlow_weight=0.01, infonce_weight=0.5)
+    m = make("vae", ntxent={"weight": 0.1}, barlow={"weight": 0.01}, infonce={"weight": 0.5})
     out = m(batch(), torch.Generator().manual_seed(0))
     assert {"recon", "kl", "ntxent", "barlow", "infonce"} <= set(out)
     assert m.num_views == 2 and m.model.head is not None
@@ -123,15 +125,15 @@ def test_stages_override_weights_and_build_staged_terms():
         {"recon": 1.0, "kl": 1e-3, "ntxent": 0.1},
         {"kl": "linear:2"},
         [
-            {"epochs": 3, "weights": {"recon": 0.0, "kl": 0.0, "ntxent": 1.0}},
-            {"epochs": 2, "weights": {"ntxent": 0.01}},
+            Stage(epochs=3, weights={"recon": 0.0, "kl": 0.0, "ntxent": 1.0}),
+            Stage(epochs=2, weights={"ntxent": 0.01}),
         ],
     )
     assert plan.weights(1.0) == {"recon": 0.0, "kl": 0.0, "ntxent": 1.0}
     assert plan.weights(4.0) == {"recon": 1.0, "kl": 1e-3, "ntxent": 0.01}
     assert plan.weights(9.0) == {"recon": 1.0, "kl": 1e-3, "ntxent": 0.1}
     cfg = RunConfig(method="vae")
-    cfg.loss.stages = [{"epochs": 1, "weights": {"ntxent": 1.0}}]
+    cfg.loss.stages = [Stage(epochs=1, weights={"ntxent": 1.0})]
     m = build_method(resolve(cfg, SHAPE), SHAPE)
     assert "ntxent" in m.terms and m.num_views == 2
     out = m(batch(), torch.Generator().manual_seed(0))
@@ -144,7 +146,7 @@ def test_schedule_drives_training_weights(tmp_path):
     cfg = RunConfig(method="vae")
     cfg.data.dataset = "digits"
     cfg.model.channels = [16, 32]
-    cfg.loss.beta = 1.0
+    cfg.loss.terms.kl.weight = 1.0
     cfg.loss.schedules = {"kl": "linear:2"}
     cfg.train.epochs, cfg.train.threads = 2, 1
     cfg.train.progress = cfg.train.tensorboard = False
@@ -158,23 +160,23 @@ def test_schedule_drives_training_weights(tmp_path):
     [
         ("vae", {}),
         ("cvae", {}),
-        ("btvae", {"loss.beta": 1e-3}),
+        ("btvae", {"loss.terms.kl.weight": 1e-3}),
         (
             "crvae",
             {
                 "model.arch": "crvae-medium",
                 "model.latent_dim": 16,
-                "loss.reduction": "sum",
-                "loss.beta": 1.0,
-                "loss.queue_size": 1024,
+                "loss.terms.recon.reduction": "sum",
+                "loss.terms.kl.weight": 1.0,
+                "loss.terms.infonce.queue_size": 1024,
             },
         ),
         # digit-appropriate views (the SimCLR crops of CIFAR flip and shrink digits too much)
         (
             "aavae",
             {
-                "loss.reconstruction": "gaussian",
-                "loss.reduction": "sum",
+                "loss.terms.recon.likelihood": "gaussian",
+                "loss.terms.recon.reduction": "sum",
                 "data.augment": "cvae-mnist",
             },
         ),

@@ -26,30 +26,30 @@ def _names(runs: list[R.PlannedRun]) -> set[str]:
 def test_cvae_paper_quick_grid_is_table1_and_table2_at_one_epoch():
     runs = R.plan("cvae-paper", "quick")
     mnist = {
-        f"{m}-mnist-paper,loss.beta={b},train.seed=0"
+        f"{m}-mnist-paper,loss.terms.kl.weight={b},train.seed=0"
         for m in ("vae", "cvae")
         for b in ("0.001", "1e-05", "1e-08")
     }
-    cifar = {"vae-cifar10-paper,loss.beta=0.001,train.seed=0"}
-    cifar.add("cvae-cifar10-paper,loss.beta=0.01,train.seed=0")
+    cifar = {"vae-cifar10-paper,loss.terms.kl.weight=0.001,train.seed=0"}
+    cifar.add("cvae-cifar10-paper,loss.terms.kl.weight=0.01,train.seed=0")
     assert _names(runs) == mnist | cifar  # Table 1's MNIST runs are Table 2's beta=1e-3 runs
     assert all(p.job.config.train.epochs == 1 and not p.variant for p in runs)
-    beta = {p.job.name: p.job.config.loss.beta for p in runs}
-    assert beta["cvae-mnist-paper,loss.beta=1e-08,train.seed=0"] == 1e-8
+    beta = {p.job.name: p.job.config.loss.terms.kl.weight for p in runs}
+    assert beta["cvae-mnist-paper,loss.terms.kl.weight=1e-08,train.seed=0"] == 1e-8
 
 
 def test_budgets_set_epochs_seeds_and_reference_code_variants():
     medium = R.plan("cvae-paper", "medium")
     code = {p.job.name: p.job.config.train.epochs for p in medium if p.variant}
     assert code == {
-        "vae-mnist-code,loss.beta=0.001,train.seed=0": 10,
-        "cvae-mnist-code,loss.beta=0.001,train.seed=0": 10,
-        "vae-cifar10-code,loss.beta=0.001,train.seed=0": 10,
-        "cvae-cifar10-code,loss.beta=0.01,train.seed=0": 10,
+        "vae-mnist-code,loss.terms.kl.weight=0.001,train.seed=0": 10,
+        "cvae-mnist-code,loss.terms.kl.weight=0.001,train.seed=0": 10,
+        "vae-cifar10-code,loss.terms.kl.weight=0.001,train.seed=0": 10,
+        "cvae-cifar10-code,loss.terms.kl.weight=0.01,train.seed=0": 10,
     }
     paper = {p.job.name: p.job.config.train.epochs for p in R.plan("cvae-paper", "paper")}
-    assert paper["vae-mnist-paper,loss.beta=0.001,train.seed=0"] == 700
-    assert paper["cvae-cifar10-paper,loss.beta=0.01,train.seed=0"] == 2000
+    assert paper["vae-mnist-paper,loss.terms.kl.weight=0.001,train.seed=0"] == 700
+    assert paper["cvae-cifar10-paper,loss.terms.kl.weight=0.01,train.seed=0"] == 2000
 
     quick = R.plan("crvae-paper", "quick")
     assert _names(quick) == {
@@ -61,7 +61,13 @@ def test_budgets_set_epochs_seeds_and_reference_code_variants():
     assert len(table3) == 4 * 2 * 5  # datasets x (VAE, CR-VAE) x seeds 101..505
     assert {p.seed for p in table3} == {101, 202, 303, 404, 505}
     ablation = [p for p in full if p.row.table.startswith("Fig. 4")]
-    assert sorted(p.job.config.loss.infonce_weight for p in ablation) == [0, 0.2, 0.4, 0.6, 0.8]
+    assert sorted(p.job.config.loss.terms.infonce.weight for p in ablation) == [
+        0,
+        0.2,
+        0.4,
+        0.6,
+        0.8,
+    ]
     assert {p.seed for p in ablation} == {101}  # one run per gamma
     assert {p.job.config.train.epochs for p in full} == {50}
 
@@ -70,7 +76,7 @@ def test_budgets_set_epochs_seeds_and_reference_code_variants():
     assert {p.job.config.data.data_dir for p in three} == {str(Path("/data").resolve())}
 
     bt = R.plan("btvae-paper", "paper")
-    lams = sorted(p.job.config.loss.barlow_weight for p in bt if p.dataset == "mnist")
+    lams = sorted(p.job.config.loss.terms.barlow.weight for p in bt if p.dataset == "mnist")
     assert lams == [-2.5e-4, 0, 2.5e-4, 2.5e-4, 2.5e-3, 0.025, 0.025, 0.25]  # + code, + d=2
     assert [p.job.config.model.latent_dim for p in bt if p.row.table.startswith("Fig. 3")] == [2]
     aavae = {p.job.name for p in R.plan("aavae-paper", "quick")}

@@ -97,7 +97,9 @@ def test_sweep_jobs_coerce_values_and_keep_constants_out_of_names():
         "loss.beta=1e-05,method=cvae",
     ]
     assert jobs[2].overrides == {"loss.beta": 1e-05, "method": "vae"}
-    assert [(j.config.loss.beta, j.config.method, j.config.train.epochs) for j in jobs[2:]] == [
+    assert [
+        (j.config.loss.terms.kl.weight, j.config.method, j.config.train.epochs) for j in jobs[2:]
+    ] == [
         (1e-05, "vae", 3),
         (1e-05, "cvae", 3),
     ]
@@ -186,7 +188,7 @@ def test_finished_runs_are_skipped_and_summarised(tmp_path):
         "| loss.beta=-1.0 | -1 | failed |  |  |  |  |\n"
         "\n"
         "Failed runs:\n"
-        "- loss.beta=-1.0 (not started): loss.beta must be >= 0, got -1.0\n"
+        "- loss.beta=-1.0 (not started): loss.terms.kl.weight must be >= 0 or null, got -1.0\n"
     )
     with (tmp_path / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -195,7 +197,7 @@ def test_finished_runs_are_skipped_and_summarised(tmp_path):
         ("loss.beta=0.5", "skipped", "0.125", "2.5"),
         ("loss.beta=-1.0", "failed", "", ""),
     ]
-    assert rows[2]["message"] == "loss.beta must be >= 0, got -1.0"
+    assert rows[2]["message"] == "loss.terms.kl.weight must be >= 0 or null, got -1.0"
     assert rows[0]["run_dir"] == str(tmp_path / "loss.beta=1.0")
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from cvae.config import RunConfig, from_plain, resolve
+from cvae.config import RunConfig, ValueRange, from_plain
 from cvae.data.base import IN_MEMORY, DataSplits, ImageDataset, from_float, to_float
 from cvae.errors import CvaeError, one_line
-from cvae.methods import Method, build_method
+from cvae.methods import Method, build_method, resolve
 from cvae.networks import VAE
 from cvae.training import TrainResult
 from cvae.training import train as _train
@@ -43,8 +43,8 @@ class Run:
         return self.method.model
 
     @property
-    def value_range(self) -> str:
-        return self.config.data.value_range
+    def value_range(self) -> ValueRange:
+        return self.method.value_range
 
     @property
     def dataset_name(self) -> str:
@@ -54,7 +54,7 @@ class Run:
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in the value range; float tensors are passed through."""
-        x = to_float(images, self.value_range) if images.dtype == torch.uint8 else images.float()  # type: ignore[arg-type]
+        x = to_float(images, self.value_range) if images.dtype == torch.uint8 else images.float()
         if x.ndim == 3:
             x = x.unsqueeze(0)
         if tuple(x.shape[1:]) != self.image_shape:
@@ -65,7 +65,7 @@ class Run:
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Model-range images -> [0, 1] (for plotting and FID)."""
-        return from_float(x, self.value_range)  # type: ignore[arg-type]
+        return from_float(x, self.value_range)
 
     @torch.no_grad()
     def encode(
@@ -84,12 +84,11 @@ class Run:
         for encoders that expose ``features(x)``, e.g. the AAVAE ResNet)."""
         if which == "mu":
             return self.encode(images, batch_size)[0]
-        if not hasattr(self.model.encoder, "features"):
+        features = getattr(self.model.encoder, "features", None)
+        if features is None:
             raise CvaeError(f"the {self.config.model.arch} encoder exposes no 'h' features")
         x = self.to_input(images)
-        parts = [
-            self.model.encoder.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
-        ]
+        parts = [features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return torch.cat(parts)
 
     @torch.no_grad()
@@ -141,9 +140,10 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     path = run_dir / CHECKPOINT
     ckpt = load_run_checkpoint(path, map_location=dev)
     try:
-        shape = tuple(int(n) for n in ckpt["image_shape"])
-        cfg = resolve(from_plain(ckpt["config"]), shape)  # type: ignore[arg-type]
-        method = build_method(cfg, shape).to(dev)  # type: ignore[arg-type]
+        c, h, w = (int(n) for n in ckpt["image_shape"])
+        shape = (c, h, w)
+        cfg = resolve(from_plain(ckpt["config"]), shape)
+        method = build_method(cfg, shape).to(dev)
         epoch = int(ckpt["epoch"])
     except (CvaeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CvaeError(f"{path}: not a checkpoint this cvae can load ({one_line(err)})") from None
@@ -153,7 +153,7 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     if bad:
         raise CvaeError(f"{path}: {len(bad)} tensors hold NaN or inf (e.g. {bad[0]}): it diverged")
     method.eval()
-    return Run(run_dir, cfg, method, shape, epoch, dev)  # type: ignore[arg-type]
+    return Run(run_dir, cfg, method, shape, epoch, dev)
 
 
 def train(
@@ -210,9 +210,9 @@ def splits_sha256(data: DataSplits) -> dict[str, str | None]:
 def dataset_sha256(data: ImageDataset) -> str:
     """sha256 over the shape, the uint8 image bytes and the int64 labels of ``data``."""
     h = hashlib.sha256(repr(tuple(data.images.shape)).encode())
-    h.update(data.images.detach().cpu().contiguous().numpy())
+    h.update(data.images.detach().cpu().contiguous().numpy().data)
     if data.labels is not None:
-        h.update(data.labels.detach().cpu().to(torch.int64).contiguous().numpy())
+        h.update(data.labels.detach().cpu().to(torch.int64).contiguous().numpy().data)
     return h.hexdigest()
 
 

@@ -25,8 +25,8 @@ TRAIN_FLAGS = {
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "train.lr",
-    "beta": "loss.beta",
-    "lam": "loss.contrastive_weight",
+    "beta": "loss.terms.kl.weight",
+    "lam": "loss.terms.ntxent.weight",
     "latent_dim": "model.latent_dim",
     "device": "train.device",
     "threads": "train.threads",
@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=V1,V2,...",
-        help="a grid axis (dotted key or a train flag name), e.g. --set loss.beta=1e-3,1e-5",
+        help="a grid axis (dotted key or a train flag name), e.g. "
+        "--set loss.terms.kl.weight=1e-3,1e-5",
     )
     s.add_argument("--out", type=Path, required=True, help="folder holding one dir per run")
     s.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores/N threads)")
@@ -173,7 +174,9 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
         cfg.train.progress = False
     for key, raw in C.parse_overrides(args.set).items():
         C.set_value(cfg, key, raw)
-    return C.validate(cfg)
+    from cvae.methods import check_config
+
+    return check_config(cfg)
 
 
 def _import_train():  # -> cvae.training.train

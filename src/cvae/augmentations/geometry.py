@@ -8,6 +8,7 @@ its centre at ``(c + 0.5, r + 0.5)``; ``y`` points down. This is the convention 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,11 @@ def sample_crops(
 
     Returns float64 ``[n, 4]`` whole-pixel ``(top, left, height, width)`` on ``generator.device``.
     """
-    kw = {"generator": generator, "device": generator.device, "dtype": torch.float64}
+    kw: dict[str, Any] = {
+        "generator": generator,
+        "device": generator.device,
+        "dtype": torch.float64,
+    }
     u = torch.rand(n, CROP_TRIES, 2, **kw)
     area = height * width * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
@@ -110,7 +115,7 @@ def warp(x: Tensor, crop: Tensor, theta: Tensor, fill: bool) -> Tensor:
 def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     """``F.affine_grid(theta, [B, C, height, width], align_corners=False)``, computed by
     broadcasting (several times faster on CPU than its batched matmul). Returns ``[B, H, W, 2]``."""
-    kw = {"dtype": theta.dtype, "device": theta.device}
+    kw: dict[str, Any] = {"dtype": theta.dtype, "device": theta.device}
     xs = (torch.arange(width, **kw) * 2 + 1) / width - 1  # pixel centres
     ys = ((torch.arange(height, **kw) * 2 + 1) / height - 1).view(-1, 1)
     grid = theta.new_empty(theta.shape[0], height, width, 2)

@@ -219,6 +219,14 @@ def from_archive(
     return downloaded
 
 
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """The open member (only called for regular files, for which tarfile returns one)."""
+    opened = tar.extractfile(member)
+    if opened is None:
+        raise DataError(f"{member.name} is not a regular file")
+    return opened
+
+
 def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], IO[bytes]]]]:
     """(name, is a regular file, opener) for each member of a .zip or .tar(.gz) ``archive``."""
     if archive.suffix == ".zip":
@@ -228,7 +236,7 @@ def _members(archive: Path) -> Iterator[tuple[str, bool, Callable[[], IO[bytes]]
     else:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
-                yield member.name, member.isfile(), partial(tar.extractfile, member)
+                yield member.name, member.isfile(), partial(_extract_member, tar, member)
 
 
 def extract(archive: Path, wanted: list[str], dest: Path) -> Path:

@@ -56,26 +56,26 @@ def run_likelihood(cfg: RunConfig, dim: int, learned_log_scale: float | None) ->
       times ``SSE / (2 sigma^2) + KL`` with ``sigma^2 = beta * c / (2 alpha)``. With ``beta = 0``
       there is no such sigma, and the loss is not a likelihood.
     """
-    loss = cfg.loss
-    if loss.reconstruction == "bce":
-        return Likelihood("bernoulli", source="loss.reconstruction=bce")
-    if loss.reconstruction == "gaussian":
-        if loss.learn_scale and learned_log_scale is not None:
+    recon = cfg.loss.terms.recon
+    if recon.likelihood == "bce":
+        return Likelihood("bernoulli", source="loss.terms.recon.likelihood=bce")
+    if recon.likelihood == "gaussian":
+        if recon.learn_scale and learned_log_scale is not None:
             return Likelihood("gaussian", float(learned_log_scale), "learned log_scale")
-        return Likelihood("gaussian", float(loss.log_scale), "fixed loss.log_scale")
-    alpha, beta = float(loss.recon_weight or 0.0), float(loss.beta or 0.0)
+        return Likelihood("gaussian", float(recon.log_scale), "fixed loss.terms.recon.log_scale")
+    alpha, beta = float(recon.weight or 0.0), float(cfg.loss.terms.kl.weight or 0.0)
     if alpha <= 0 or beta <= 0:
         return (
-            "loss.reconstruction=mse with beta=0 implies no Gaussian scale, so the loss is not a "
-            "likelihood (train with loss.reconstruction=gaussian for an NLL)"
+            "loss.terms.recon.likelihood=mse with beta=0 implies no Gaussian scale, so the loss "
+            "is not a likelihood (train with loss.terms.recon.likelihood=gaussian for an NLL)"
         )
-    c = dim if loss.reduction == "mean" else 1
+    c = dim if recon.reduction == "mean" else 1
     sigma2 = beta * c / (2.0 * alpha)
     return Likelihood(
         "gaussian",
         0.5 * math.log(sigma2),
         f"implied by mse: sigma^2 = beta*c/(2*alpha) = {sigma2:.6g} "
-        f"(alpha={alpha}, beta={beta}, reduction={loss.reduction}, c={c})",
+        f"(alpha={alpha}, beta={beta}, reduction={recon.reduction}, c={c})",
     )
 
 

@@ -32,8 +32,9 @@ from cvae.evaluation.probes import (
 )
 from cvae.evaluation.views import view_cosine_similarity
 from cvae.methods import METHODS
+from cvae.methods.specs import ProbeFeature
 
-FeatureName = Literal["mu", "h"]
+FeatureName = ProbeFeature
 Need = Literal["labels", "posterior", "likelihood", "views"]
 VIEW_IMAGES = 8  # images of the view-similarity matrix (AAVAE Fig. 5)
 
@@ -42,18 +43,15 @@ FEATURES: dict[FeatureName, str] = {
     "h": "h (encoder representation before the projection to mu/logvar, eval mode)",
 }
 
-# Until MethodSpec carries these fields: the AAVAE paper's methods probe h with its SGD protocol.
-_H_PROBED = ("aavae", "ae", "aaae")
-
 
 def probe_feature(method: str) -> FeatureName:
     """The representation ``method``'s probes read by default (``MethodSpec.probe_feature``)."""
-    return getattr(METHODS[method], "probe_feature", "h" if method in _H_PROBED else "mu")
+    return METHODS[method].probe_feature
 
 
 def linear_sgd_default(method: str) -> bool:
     """Whether the AAVAE linear evaluation runs by default (``MethodSpec.linear_sgd``)."""
-    return bool(getattr(METHODS[method], "linear_sgd", method in _H_PROBED))
+    return METHODS[method].linear_sgd
 
 
 @dataclass

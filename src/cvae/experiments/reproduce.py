@@ -29,6 +29,7 @@ from cvae.experiments.papers.btvae_paper import LATENT_FIGURE
 from cvae.experiments.results import METRICS_FILE, aggregate, format_aggregate
 from cvae.experiments.sweep import SweepJob, run_jobs, run_name
 from cvae.experiments.verdict import judge
+from cvae.methods import check_config
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _job(
     try:
         for key, value in {**named, **shared}.items():
             C.set_value(cfg, key, value)
-        C.validate(cfg)
+        check_config(cfg)
     except ConfigError as err:
         error = str(err)
     name = f"{preset},{run_name(named)}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
@@ -31,6 +30,7 @@ from cvae.config import RunConfig
 from cvae.errors import ConfigError, CvaeError
 from cvae.evaluation.options import EvalConfig, to_argv
 from cvae.experiments.results import METRICS_FILE, is_number, read_metrics_json
+from cvae.methods import check_config
 from cvae.training.runlog import read_metrics
 from cvae.training.trainer import CHECKPOINT
 
@@ -79,11 +79,12 @@ class SweepRun:
 def parse_grid(
     pairs: Sequence[str], aliases: Mapping[str, str] | None = None
 ) -> dict[str, list[str]]:
-    """``["loss.beta=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` -> ``{key: [raw, ...]}``.
+    """``["loss.terms.kl.weight=1e-3,1e-5", "model.channels=[8,16],[16,32]"]`` ->
+    ``{key: [raw, ...]}``.
 
     Values split at top-level commas (not inside brackets or quotes); each stays a raw string
     that :func:`cvae.config.set_value` parses against the field's type. ``aliases`` maps short
-    keys (``beta``) to dotted ones (``loss.beta``).
+    keys (``beta``) to dotted ones (``loss.terms.kl.weight``).
     """
     grid: dict[str, list[str]] = {}
     for pair in pairs:
@@ -126,7 +127,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def run_name(overrides: Mapping[str, Any]) -> str:
-    """Filesystem-safe directory name, keys sorted: ``loss.beta=1e-05,method=cvae``.
+    """Filesystem-safe directory name, keys sorted: ``loss.terms.kl.weight=1e-05,method=cvae``.
 
     Values print as their config type (floats by ``repr``, lists as ``[8,16]``); characters
     outside ``A-Za-z0-9._+=,[]@-`` become ``_``; names over 120 characters are cut and get a hash
@@ -165,8 +166,8 @@ def sweep_jobs(
         try:
             for key, value in point.items():
                 C.set_value(cfg, key, value)
-                shown[key] = functools.reduce(getattr, key.split("."), cfg)
-            C.validate(cfg)
+                shown[key] = C.get_value(cfg, key)
+            check_config(cfg)
         except ConfigError as err:
             error = str(err)
         jobs.append(SweepJob(names(shown), shown, None if error else cfg, error))
@@ -239,11 +240,11 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
             raise CvaeError(f"{run_dir} holds a run this sweep did not start; use another --out")
         return
     try:
-        old = _flat(C.load_yaml(request))
+        old = C.flatten(C.load_yaml(request))
     except (ConfigError, UnicodeDecodeError) as err:
         why = err if isinstance(err, ConfigError) else f"{request}: not UTF-8 text"
         raise CvaeError(f"{why}; use another --out or delete that run") from None
-    new = _flat(cfg.to_dict())
+    new = C.flatten(cfg.to_dict())
     changed = [k for k in new if k not in CHANGEABLE and old.get(k) != new[k]]
     if changed:
         key = changed[0]
@@ -251,17 +252,6 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
             f"{run_dir} holds a run with {key}={old.get(key)!r}, not {new[key]!r}; "
             "use another --out or delete that run"
         )
-
-
-def _flat(data: dict[str, Any]) -> dict[str, Any]:
-    """``{train: {lr: 1}}`` -> ``{"train.lr": 1}``; mapping fields (``loss.schedules``) stay."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            out[key] = value
-    return out
 
 
 # --------------------------------------------------------------------------- running

@@ -2,14 +2,15 @@
 
 :class:`Step` caches each view's posterior, decoding and projection, so terms that share them
 (reconstruction and KL both need view 1's posterior) compute them once. A method itself is only
-a name and its default config values (:class:`MethodSpec`); which terms run follows from the
-weights, so any term can be switched on or off for any method from the config.
+a name and its defaults (:class:`cvae.methods.specs.MethodSpec`); which terms run follows from
+the weights, so any term can be switched on or off for any method from the config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ from torch import nn
 
 from cvae.augmentations import BatchAugment
 from cvae.augmentations.pipeline import AugmentParams
-from cvae.data.base import ValueRange
+from cvae.config import TermName, ValueRange
+from cvae.data.base import to_float
 from cvae.methods.schedules import WeightPlan
 from cvae.networks.vae import VAE
 from cvae.objectives import all_gather, all_gather_grad
@@ -125,7 +127,7 @@ class Step:
 
 
 class Term(nn.Module):
-    """An objective term: ``forward(step) -> float32 scalar``; optional training hooks.
+    """An objective term: ``forward(step) -> float32 scalar``; an optional per-epoch hook.
 
     ``global_batch``: a sharded step's value is the loss of the gathered global batch (the same on
     every process), not the mean over this process's rows.
@@ -135,9 +137,6 @@ class Term(nn.Module):
 
     def forward(self, step: Step) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
-
-    def after_step(self) -> None:
-        """Called after every optimizer step (e.g. a per-step EMA update)."""
 
     def after_epoch(self) -> None:
         """Called after every training epoch (e.g. a per-epoch EMA update)."""
@@ -154,7 +153,7 @@ class Method(nn.Module):
     def __init__(
         self,
         model: VAE,
-        terms: dict[str, Term],
+        terms: Mapping[TermName, Term],
         plan: WeightPlan,
         num_views: int,
         value_range: ValueRange,
@@ -162,7 +161,8 @@ class Method(nn.Module):
     ) -> None:
         super().__init__()
         self.model = model
-        self.terms = nn.ModuleDict(terms)
+        self.terms = nn.ModuleDict({name: term for name, term in terms.items()})
+        self.term_names = list(terms)
         self.plan, self.num_views, self.value_range, self.augment = (
             plan,
             num_views,
@@ -172,10 +172,10 @@ class Method(nn.Module):
         self.epoch_progress = 0.0  # fractional epoch, set by the trainer (drives schedules)
 
     @property
-    def weights(self) -> dict[str, float]:
+    def weights(self) -> dict[TermName, float]:
         """Effective weight of every built term at the current point of training."""
         plan = self.plan.weights(self.epoch_progress)
-        return {name: plan.get(name, 0.0) for name in self.terms}
+        return {name: plan.get(name, 0.0) for name in self.term_names}
 
     def _range(self, x01: torch.Tensor) -> torch.Tensor:
         return x01 if self.value_range == "01" else x01 * 2.0 - 1.0
@@ -187,7 +187,7 @@ class Method(nn.Module):
         train: bool,
         shard: Shard | None = None,
     ) -> Step:
-        x01 = images.float().div_(255.0)
+        x01 = to_float(images)
         if train and self.augment is not None:
             views = [self._augment(x01, generator, shard) for _ in range(self.num_views)]
             views = [self._range(v) for v in views]
@@ -231,10 +231,11 @@ class Method(nn.Module):
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=step.clean.device)
         share = 1.0 if step.shard is None else step.shard.share
+        terms = self._terms()
         for name, weight in self.weights.items():
             if weight == 0.0:
                 continue
-            term = self.terms[name]
+            term = terms[name]
             value = term(step)
             out[name] = value
             total = total + weight * (value if term.global_batch else _grad_scaled(value, share))
@@ -242,36 +243,15 @@ class Method(nn.Module):
         out["sigma"] = step.posterior(0).logvar.detach().float().mul(0.5).exp().mean()
         return out
 
-    def after_step(self) -> None:
-        for term in self.terms.values():
-            term.after_step()  # type: ignore[operator]
-
     def after_epoch(self) -> None:
-        for term in self.terms.values():
-            term.after_epoch()  # type: ignore[operator]
+        for term in self._terms().values():
+            term.after_epoch()
+
+    def _terms(self) -> dict[str, Term]:
+        """The terms, typed (an ``nn.ModuleDict`` holds them as plain modules)."""
+        return {name: cast(Term, term) for name, term in self.terms.items()}
 
 
 def _grad_scaled(x: torch.Tensor, scale: float) -> torch.Tensor:
     """``x`` in the forward pass, ``scale * grad`` in the backward pass."""
     return x if scale == 1.0 else x * scale + x.detach() * (1.0 - scale)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A registered method: its description and its default config values (dotted keys).
-
-    Defaults apply where the config leaves a value null/``auto``; term weights it does not name
-    are 0 (off) unless the config sets them.
-    """
-
-    name: str
-    description: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-
-METHODS: dict[str, MethodSpec] = {}
-
-
-def register(spec: MethodSpec) -> MethodSpec:
-    METHODS[spec.name] = spec
-    return spec

@@ -7,32 +7,23 @@ epochs the factor rises linearly from 0 to 1 over the first fraction R, then sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
-from cvae.errors import ConfigError
+from cvae.config import Stage, TermName, schedule_spec
 
 Schedule = Callable[[float], float]
 
 
 def parse_schedule(text: str) -> Schedule:
     """``"linear:10"`` -> a function of the fractional epoch returning the weight factor."""
-    kind, *args = str(text).split(":")
-    try:
-        values = [float(a) for a in args]
-    except ValueError:
-        raise ConfigError(f"schedule '{text}': arguments must be numbers") from None
-    if kind == "constant" and not values:
-        return lambda t: 1.0
-    if kind == "linear" and len(values) == 1 and values[0] > 0:
+    kind, values = schedule_spec(text)
+    if kind == "linear":
         (epochs,) = values
         return lambda t: min(1.0, t / epochs)
-    if kind == "cyclical" and len(values) == 2 and values[0] > 0 and 0 < values[1] <= 1:
+    if kind == "cyclical":
         period, ratio = values
         return lambda t: min(1.0, (t % period) / (period * ratio))
-    raise ConfigError(
-        f"schedule '{text}' is not one of constant, linear:EPOCHS, cyclical:PERIOD:RATIO"
-    )
+    return lambda t: 1.0
 
 
 class WeightPlan:
@@ -40,20 +31,23 @@ class WeightPlan:
     stage's weights (if stages are given), times each term's schedule."""
 
     def __init__(
-        self, base: dict[str, float], schedules: dict[str, str], stages: list[dict[str, Any]]
+        self,
+        base: Mapping[TermName, float],
+        schedules: Mapping[TermName, str],
+        stages: Sequence[Stage],
     ) -> None:
-        self.base = base
+        self.base = dict(base)
         self.schedules = {term: parse_schedule(text) for term, text in schedules.items()}
-        self.stages = stages
+        self.stages = list(stages)
 
-    def weights(self, t: float) -> dict[str, float]:
+    def weights(self, t: float) -> dict[TermName, float]:
         weights = dict(self.base)
         start = 0
         for stage in self.stages:
-            if t < start + stage["epochs"]:
-                weights.update({k: float(v) for k, v in stage.get("weights", {}).items()})
+            if t < start + stage.epochs:
+                weights.update(stage.weights)
                 break
-            start += stage["epochs"]
+            start += stage.epochs
         return {
             k: w * self.schedules[k](t) if k in self.schedules else w for k, w in weights.items()
         }

@@ -1,8 +1,9 @@
-"""Objective terms (adapters from :class:`Step` to the losses) and their registry.
+"""Objective terms (adapters from :class:`Step` to the losses) and their table.
 
-Every term is built from the run config and the model, and weighted by one config field
-(:data:`TERMS`); a method only chooses default weights. Adding a term is one class here plus a
-registry entry.
+Every term is built from its own sub-config (``loss.terms.<name>``) plus what it needs, and
+weighted by that sub-config's ``weight``; a method only chooses default weights. Adding a term
+is one class here, a :data:`TERMS` entry, a line in :func:`build_term` and its sub-config in
+:mod:`cvae.config.schema`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cvae.config import RunConfig
+from cvae.config import BarlowConfig, InfoNCEConfig, LossConfig, ReconConfig, TermName
+from cvae.config.schema import ViewsRegularised
 from cvae.methods.base import Step, Term
 from cvae.networks.vae import VAE
 from cvae.objectives import (
@@ -32,7 +34,7 @@ from cvae.objectives import (
 
 
 def _mean_over_views(
-    step: Step, which: str, per_view: Callable[[int], torch.Tensor]
+    step: Step, which: ViewsRegularised, per_view: Callable[[int], torch.Tensor]
 ) -> torch.Tensor:
     """Mean of ``per_view(v)`` over view 1 (``which='first'``) or every view (``'all'``)."""
     views = range(len(step.views)) if which == "all" else range(1)
@@ -42,17 +44,22 @@ def _mean_over_views(
 class Reconstruction(Term):
     """Reconstruction NLL of the decoded latent sample; averaged over the regularised views.
 
-    Target: the input view itself (``recon_target='view'``: CVAE, CR-VAE code) or the clean image
+    Target: the input view itself (``target='view'``: CVAE, CR-VAE code) or the clean image
     (``'clean'``: AAVAE). Likelihood and reduction per :mod:`cvae.objectives.reconstruction`.
     """
 
-    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+    log_scale: torch.Tensor
+
+    def __init__(self, cfg: ReconConfig, which: ViewsRegularised) -> None:
         super().__init__()
-        loss = cfg.loss
-        self.kind, self.reduction = loss.reconstruction, loss.reduction
-        self.target, self.which = loss.recon_target, loss.views_regularised
-        log_scale = torch.tensor(float(loss.log_scale))
-        if loss.learn_scale:
+        self.kind, self.reduction, self.target, self.which = (
+            cfg.likelihood,
+            cfg.reduction,
+            cfg.target,
+            which,
+        )
+        log_scale = torch.tensor(float(cfg.log_scale))
+        if cfg.learn_scale:
             self.log_scale = nn.Parameter(log_scale)
         else:
             self.register_buffer("log_scale", log_scale)
@@ -74,9 +81,9 @@ class Reconstruction(Term):
 class KL(Term):
     """Analytic KL to N(0, I): sum over latent dims, mean over batch (and regularised views)."""
 
-    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+    def __init__(self, which: ViewsRegularised) -> None:
         super().__init__()
-        self.which = cfg.loss.views_regularised
+        self.which = which
 
     def forward(self, step: Step) -> torch.Tensor:
         def kl(v: int) -> torch.Tensor:
@@ -91,9 +98,9 @@ class NTXent(Term):
 
     global_batch = True
 
-    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+    def __init__(self, temperature: float) -> None:
         super().__init__()
-        self.temperature = cfg.loss.temperature
+        self.temperature = temperature
 
     def forward(self, step: Step) -> torch.Tensor:
         p1, p2 = step.gather(step.projection(0)), step.gather(step.projection(1))
@@ -103,7 +110,7 @@ class NTXent(Term):
 class BarlowTwins(Term):
     """BTVAE: Barlow Twins between the encodings of x (view 1) and of its reconstruction x_hat.
 
-    ``barlow_on='mu+logvar'`` (BTVAE code): a fresh encoder pass on x and one on x_hat, loss
+    ``features='mu+logvar'`` (BTVAE code): a fresh encoder pass on x and one on x_hat, loss
     ``BT(mu_x, mu_xhat) + BT(logvar_x, logvar_xhat)``; ``'z'`` (paper wording): BT between the
     VAE branch's latent sample and a sample of q(z | x_hat). Gradients reach the encoder through
     both passes and the decoder through x_hat (nothing is detached, as in the code). Under
@@ -112,13 +119,9 @@ class BarlowTwins(Term):
 
     global_batch = True
 
-    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+    def __init__(self, cfg: BarlowConfig) -> None:
         super().__init__()
-        self.on, self.norm, self.offdiag = (
-            cfg.loss.barlow_on,
-            cfg.loss.barlow_norm,
-            cfg.loss.barlow_offdiag,
-        )
+        self.features, self.norm, self.offdiag = cfg.features, cfg.norm, cfg.offdiag
 
     def forward(self, step: Step) -> torch.Tensor:
         x_hat = step.model.activate(step.logits(0))
@@ -128,7 +131,7 @@ class BarlowTwins(Term):
             a, b = step.gather(a), step.gather(b)
             return barlow_twins(a, b, offdiag_weight=self.offdiag, normalization=self.norm)
 
-        if self.on == "z":
+        if self.features == "z":
             return bt(step.posterior(0).z, recon.z)
         fresh = step.encode(step.views[0])
         return bt(fresh.mu, recon.mu) + bt(fresh.logvar, recon.logvar)
@@ -152,15 +155,16 @@ class MoCoInfoNCE(Term):
 
     global_batch = True
 
-    def __init__(self, cfg: RunConfig, model: VAE) -> None:
+    def __init__(self, cfg: InfoNCEConfig, encoder: nn.Module, latent_dim: int, seed: int) -> None:
+        """``encoder``: the online encoder the key encoder follows; ``seed``: the queue's
+        initial random keys."""
         super().__init__()
-        loss = cfg.loss
-        self._online = [model.encoder]  # a plain list: not a second registration of the encoder
-        self.key_encoder = make_ema_copy(model.encoder)
-        self.queue = KeyQueue(model.latent_dim, loss.queue_size, seed=cfg.train.seed)
-        self.temperature, self.momentum = loss.infonce_temperature, loss.momentum
-        self.ema_every, self.negatives = loss.ema_every, loss.negatives
-        self.separate_query = loss.separate_query
+        self._online = [encoder]  # a plain list: not a second registration of the encoder
+        self.key_encoder = make_ema_copy(encoder)
+        self.queue = KeyQueue(latent_dim, cfg.queue_size, seed=seed)
+        self.temperature, self.momentum = cfg.temperature, cfg.momentum
+        self.ema_every, self.negatives = cfg.ema_every, cfg.negatives
+        self.separate_query = cfg.separate_query
 
     def forward(self, step: Step) -> torch.Tensor:
         query = step.encode(step.views[0]) if self.separate_query else step.posterior(0)
@@ -191,18 +195,29 @@ class MoCoInfoNCE(Term):
 
 @dataclass(frozen=True)
 class TermSpec:
-    cls: type[Term]
-    weight_field: str
-    """The LossConfig field holding its weight."""
     views: int
     """Views of each image the term compares."""
     needs_head: bool = False
+    """Whether it reads the projection head (``model.projection``)."""
 
 
-TERMS: dict[str, TermSpec] = {
-    "recon": TermSpec(Reconstruction, "recon_weight", 1),
-    "kl": TermSpec(KL, "beta", 1),
-    "ntxent": TermSpec(NTXent, "contrastive_weight", 2, needs_head=True),
-    "barlow": TermSpec(BarlowTwins, "barlow_weight", 1),
-    "infonce": TermSpec(MoCoInfoNCE, "infonce_weight", 2),
+TERMS: dict[TermName, TermSpec] = {
+    "recon": TermSpec(views=1),
+    "kl": TermSpec(views=1),
+    "ntxent": TermSpec(views=2, needs_head=True),
+    "barlow": TermSpec(views=1),
+    "infonce": TermSpec(views=2),
 }
+
+
+def build_term(name: TermName, loss: LossConfig, model: VAE, seed: int) -> Term:
+    """The term ``name`` from its sub-config (``loss.terms.<name>``) and what it needs."""
+    terms, which = loss.terms, loss.views_regularised
+    builders: dict[TermName, Callable[[], Term]] = {
+        "recon": lambda: Reconstruction(terms.recon, which),
+        "kl": lambda: KL(which),
+        "ntxent": lambda: NTXent(terms.ntxent.temperature),
+        "barlow": lambda: BarlowTwins(terms.barlow),
+        "infonce": lambda: MoCoInfoNCE(terms.infonce, model.encoder, model.latent_dim, seed),
+    }
+    return builders[name]()

@@ -32,7 +32,9 @@ class DomainClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer activations ``[B, 128]`` (after the ReLU)."""
-        return self.body(x - 0.5)
+        out: torch.Tensor = self.body(x - 0.5)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out: torch.Tensor = self.head(self.features(x))
+        return out

@@ -106,7 +106,8 @@ class ConvDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).view(-1, *self.start))
+        out: torch.Tensor = self.net(self.fc(z).view(-1, *self.start))
+        return out
 
 
 class ProjectionHead(nn.Module):
@@ -127,4 +128,5 @@ class ProjectionHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        out: torch.Tensor = self.net(z)
+        return out

@@ -81,4 +81,5 @@ class CRVAEDecoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.fc(z).view(-1, 256, 4, 4))
+        out: torch.Tensor = self.net(self.fc(z).view(-1, 256, 4, 4))
+        return out

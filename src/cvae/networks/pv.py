@@ -27,7 +27,7 @@ def pv_bottleneck_size(size: int, hidden: list[int] | tuple[int, ...]) -> int:
     """Spatial size after the encoder's ``len(hidden)`` stride-2 convs (exact halvings)."""
     if not hidden:
         raise ConfigError("the pv architecture needs at least one hidden layer")
-    factor = 2 ** len(hidden)
+    factor: int = 2 ** len(hidden)
     if size % factor != 0:
         raise ConfigError(
             f"the pv architecture with {len(hidden)} layers needs a size divisible by {factor}, "
@@ -95,7 +95,8 @@ class PVDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.decoder_input(z).view(-1, *self.start)
-        return self.final_layer(self.decoder(h))
+        out: torch.Tensor = self.final_layer(self.decoder(h))
+        return out
 
 
 def _up_block(in_ch: int, out_ch: int) -> nn.Sequential:

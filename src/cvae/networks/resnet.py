@@ -61,7 +61,8 @@ class BasicBlock(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        y: torch.Tensor = self.relu(out + identity)
+        return y
 
 
 class Bottleneck(nn.Module):
@@ -85,7 +86,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        y: torch.Tensor = self.relu(out + identity)
+        return y
 
 
 def _shortcut(inplanes: int, outplanes: int, stride: int) -> nn.Module | None:
@@ -161,7 +163,8 @@ class ResNetEncoder(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, C, H, W] -> h [B, feature_dim]`` (pre-projection representation)."""
-        return self.backbone(x)
+        out: torch.Tensor = self.backbone(x)
+        return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.projection(self.backbone(x))
@@ -203,7 +206,8 @@ class _UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.upsample is None else self.upsample(x)
-        return self.relu(self.residual(x) + identity)
+        out: torch.Tensor = self.relu(self.residual(x) + identity)
+        return out
 
 
 class UpBasicBlock(_UpBlock):
@@ -222,7 +226,8 @@ class UpBasicBlock(_UpBlock):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.upscale is None else self.upscale(x)
-        return self.conv2(self.relu(self.conv1(out)))
+        y: torch.Tensor = self.conv2(self.relu(self.conv1(out)))
+        return y
 
 
 class UpBottleneck(_UpBlock):
@@ -246,7 +251,8 @@ class UpBottleneck(_UpBlock):
         out = self.relu(self.conv1(x))
         if self.upscale is not None:
             out = self.upscale(out)
-        return self.conv3(self.relu(self.conv2(out)))
+        y: torch.Tensor = self.conv3(self.relu(self.conv2(out)))
+        return y
 
 
 #: decoder name -> (block, blocks per layer, h_dim) mirroring the matching encoder.
@@ -306,4 +312,5 @@ class ResNetDecoder(nn.Module):
         x = self.relu(self.linear_projection2(x))
         x = self.relu(self.conv1(x.view(x.size(0), self.h_dim // 16, 4, 4)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.final_conv(self.relu(self.conv2(x)))
+        out: torch.Tensor = self.final_conv(self.relu(self.conv2(x)))
+        return out

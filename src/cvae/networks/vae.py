@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cvae.config import ModelConfig
+from cvae.config import Activation, ModelConfig
 from cvae.errors import ConfigError
 from cvae.networks.conv import ProjectionHead
 
@@ -30,7 +30,7 @@ class VAE(nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         latent_dim: int,
-        output_activation: str = "sigmoid",
+        output_activation: Activation = "sigmoid",
         head: nn.Module | None = None,
         deterministic: bool = False,
     ) -> None:
@@ -42,10 +42,12 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, C, H, W] -> (mu, logvar)``, each ``[B, d]``."""
-        return self.encoder(x)
+        mu, logvar = self.encoder(x)
+        return mu, logvar
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        out: torch.Tensor = self.decoder(z)
+        return out
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Decoder logits -> images in the data's value range."""
@@ -73,7 +75,7 @@ class VAE(nn.Module):
 def build_model(
     cfg: ModelConfig,
     image_shape: tuple[int, int, int],
-    output_activation: str,
+    output_activation: Activation,
     with_head: bool,
 ) -> VAE:
     """The VAE of ``cfg.arch`` for ``image_shape = (C, H, W)`` (square images)."""

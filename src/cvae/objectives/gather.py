@@ -15,6 +15,8 @@ the single-process gradient on the global batch, with no extra loss scaling.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 
@@ -40,14 +42,14 @@ def _gather(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
 
 class _AllGatherGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, sizes: list[int] | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, sizes: list[int] | None) -> torch.Tensor:
         sizes = sizes or _sizes(x)
         rank = dist.get_rank()
         ctx.rows = (sum(sizes[:rank]), sum(sizes[: rank + 1]))
         return _gather(x, sizes)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start, stop = ctx.rows
@@ -67,7 +69,10 @@ def all_gather_grad(x: torch.Tensor, sizes: list[int] | None = None) -> torch.Te
     process must call it, in the same order. ``sizes``: every process's ``n_r`` when known (saves
     one collective), else exchanged. Without a multi-process group it returns ``x``.
     """
-    return _AllGatherGrad.apply(x, sizes) if distributed() else x
+    if not distributed():
+        return x
+    out: torch.Tensor = _AllGatherGrad.apply(x, sizes)
+    return out
 
 
 @torch.no_grad()

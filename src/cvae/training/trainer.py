@@ -22,11 +22,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from cvae.config import RunConfig, TrainConfig, changed_keys, from_plain, resolve, save_yaml
-from cvae.config import validate as validate_config
+from cvae.config import RunConfig, TrainConfig, changed_keys, from_plain, save_yaml
 from cvae.data import DataSplits, load_data
 from cvae.errors import ConfigError, CvaeError
-from cvae.methods import Method, build_method
+from cvae.methods import Method, build_method, check_config, resolve
 from cvae.methods.base import Shard
 from cvae.threads import torch_threads
 from cvae.training import distributed
@@ -62,6 +61,7 @@ def resolve_device(name: str) -> torch.device:
 
 def data_from_config(cfg: RunConfig) -> DataSplits:
     d = cfg.data
+    c, h, w = d.synthetic_shape  # three entries (validated)
     data = load_data(
         d.dataset,
         d.data_dir,
@@ -69,7 +69,7 @@ def data_from_config(cfg: RunConfig) -> DataSplits:
         image_size=d.image_size,
         val_fraction=d.val_fraction,
         split_seed=d.split_seed,
-        synthetic_shape=tuple(d.synthetic_shape),
+        synthetic_shape=(c, h, w),
         synthetic_size=d.synthetic_size,
     )
     return data if d.channels is None else data.with_channels(d.channels)
@@ -99,7 +99,7 @@ def train(
     Data-parallel when started by torchrun (or inside an initialised process group): the
     checkpoint is the same as a single process writes, so either can resume the other.
     """
-    validate_config(cfg)
+    check_config(cfg)
     ctx, device, started = distributed.setup(resolve_device(cfg.train.device))
     guard = RunDir(Path(run_dir))
     try:
@@ -337,7 +337,6 @@ def train_step(
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
     optimizer.step()
-    method.after_step()
     return out
 
 

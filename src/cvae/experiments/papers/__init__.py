@@ -62,7 +62,8 @@ def candidates(config: RunConfig | Mapping[str, Any], metric: str) -> list[Paper
 
 
 def condition_mismatches(config: RunConfig | Mapping[str, Any], entry: PaperNumber) -> list[str]:
-    """``["loss.beta=1e-05 (paper 0.001)", ...]`` for each condition the run does not meet."""
+    """``["loss.terms.kl.weight=1e-05 (paper 0.001)", ...]``: each condition the run does not
+    meet."""
     cfg = _config_dict(config)
     wanted = {"data.dataset": entry.dataset, **entry.conditions}
     return [
@@ -77,8 +78,8 @@ def paper_number(config: RunConfig | Mapping[str, Any], metric: str) -> PaperNum
 
     ``config`` is a :class:`RunConfig` or its dict (``config.yaml``). A run matches when its
     preset is one the entry names (plus ``-paper``/``-code``) and every condition (dataset,
-    latent dim, beta, lambda, ...) holds; e.g. ``cvae-mnist-paper`` with ``loss.beta=1e-5``
-    matches CVAE Table 2's mid-beta FID but no Table 1 entry.
+    latent dim, beta, lambda, ...) holds; e.g. ``cvae-mnist-paper`` with
+    ``loss.terms.kl.weight=1e-5`` matches CVAE Table 2's mid-beta FID but no Table 1 entry.
     """
     for entry in candidates(config, metric):
         if not condition_mismatches(config, entry):

@@ -36,7 +36,7 @@ def _numbers() -> tuple[PaperNumber, ...]:
             metric="fid_inception",
             text=text,
             presets=(f"btvae-{dataset}",),  # the VAE row: a BTVAE preset with lambda 0
-            conditions={"model.latent_dim": 128, "loss.barlow_weight": lam},
+            conditions={"model.latent_dim": 128, "loss.terms.barlow.weight": lam},
             unit="FID",
             tolerance=0.1 * float(text),
             protocol={"dims": 64},
@@ -49,14 +49,14 @@ def _numbers() -> tuple[PaperNumber, ...]:
 def _rows() -> tuple[Row, ...]:
     rows = [
         Row("Table 1", f"{ds} {_model(lam)}", f"btvae-{ds}", ("fid_inception", "fid_domain"),
-            {"loss.barlow_weight": lam},
+            {"loss.terms.barlow.weight": lam},
             code_preset=f"btvae-{ds}-code" if lam == 2.5e-4 and ds != "celeba" else None)
         for ds in _DATASETS
         for lam, *_ in _TABLE1
     ]  # fmt: skip
     rows.append(
         Row("Fig. 3 (2-D latent)", "mnist BTVAE, d=2", "btvae-mnist", ("knn_weighted_cosine",),
-            {"model.latent_dim": 2, "loss.barlow_weight": 0.025}, max_seeds=1)
+            {"model.latent_dim": 2, "loss.terms.barlow.weight": 0.025}, max_seeds=1)
     )  # fmt: skip
     return tuple(rows)
 

@@ -88,7 +88,7 @@ def _rows() -> tuple[Row, ...]:
         )
     rows += [
         Row("Fig. 4 (MI vs gamma, MNIST)", f"CR-VAE, gamma={g:g}", "crvae-mnist",
-            ("mutual_information_batch",), {"loss.infonce_weight": g}, max_seeds=1)
+            ("mutual_information_batch",), {"loss.terms.infonce.weight": g}, max_seeds=1)
         for g in (0.0, 0.2, 0.4, 0.6, 0.8)
     ]  # fmt: skip
     return tuple(rows)

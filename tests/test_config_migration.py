@@ -1,0 +1,96 @@
+"""Configs written before the per-term sub-configs: old ``config.yaml`` files (fixtures written
+by that code: resolved presets, and a one-epoch crvae run on digits with its checkpoint) load
+under the new names, build, evaluate and resume."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import cvae
+from cvae import config as C
+from cvae.cli import main
+from cvae.methods import build_method, resolve
+from cvae.training.checkpoint import load_checkpoint
+from cvae.training.trainer import CHECKPOINT
+
+FIXTURES = Path(__file__).parent / "fixtures"
+OLD_CONFIGS = sorted((FIXTURES / "old_configs").glob("*.yaml"))
+OLD_RUN = FIXTURES / "old_run_crvae_digits"
+SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _shape(cfg: C.RunConfig) -> tuple[int, int, int]:
+    if cfg.data.image_size:  # btvae-mnist: 64x64, replicated to 3 channels
+        return (cfg.data.channels or 1, cfg.data.image_size, cfg.data.image_size)
+    return SHAPES[cfg.data.dataset]
+
+
+def _old_flat(path: Path) -> dict:
+    """The old format's keys: ``section.field`` (its sections were one level deep)."""
+    flat = {}
+    for name, value in yaml.safe_load(path.read_text()).items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{k}": v for k, v in value.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def test_fixtures_are_in_the_old_format():
+    assert len(OLD_CONFIGS) == 5
+    for path in [*OLD_CONFIGS, OLD_RUN / "config.yaml"]:
+        assert set(C.OLD_KEYS) <= set(_old_flat(path)), path.name
+
+
+@pytest.mark.parametrize("path", OLD_CONFIGS, ids=lambda p: p.stem)
+def test_old_config_loads_with_the_same_values_under_the_new_names(path):
+    old = _old_flat(path)
+    cfg = C.from_dict(C.load_yaml(path))
+    new = C.flatten(cfg.to_dict())
+    for key, value in old.items():
+        assert new[C.OLD_KEYS.get(key, key)] == value, key
+    assert set(new) == {C.OLD_KEYS.get(k, k) for k in old}  # nothing lost, nothing new
+    shape = _shape(cfg)
+    assert resolve(cfg, shape) == cfg  # it was resolved: resolving again changes nothing
+    # today's preset resolves to the same config the old code wrote
+    assert resolve(C.load_preset(path.stem), shape) == cfg
+    method = build_method(cfg, shape)
+    assert set(method.terms) == {t for t in C.TERM_NAMES if cfg.loss.terms[t].weight}
+
+
+def test_load_yaml_migrates_for_readers_of_the_raw_mapping():
+    data = C.load_yaml(OLD_CONFIGS[0])
+    assert "beta" not in data["loss"] and "weight" in data["loss"]["terms"]["kl"]
+
+
+def test_old_run_directory_loads_evaluates_and_resumes(tmp_path):
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    stored = load_checkpoint(run / CHECKPOINT)["config"]
+    assert "beta" in stored["loss"]  # the checkpoint's own copy is in the old format too
+    loaded = cvae.load(run)
+    assert loaded.config.loss.terms.kl.weight == stored["loss"]["beta"] == 0.5
+    assert loaded.config.loss.terms.infonce.queue_size == 64
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    assert loaded.encode(images)[0].shape == (4, 4)
+
+    flags = ["--embedding", "none", "--linear-epochs", "1", "--fid-n", "0", "--knn-k", "5"]
+    assert main(["eval", str(run), *flags]) == 0
+    assert json.loads((run / "metrics.json").read_text())["metrics"]
+
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--threads", "1"]) == 0
+    assert load_checkpoint(run / CHECKPOINT)["epoch"] == 2
+    assert "terms" in yaml.safe_load((run / "config.yaml").read_text())["loss"]
+
+    # the resumed run equals one trained for two epochs from the start by today's code
+    fresh = tmp_path / "fresh"
+    assert main(["train", "--config", str(OLD_RUN / "config.yaml"), "--epochs", "2",
+                 "--threads", "1", "--out", str(fresh)]) == 0  # fmt: skip
+    a = load_checkpoint(run / CHECKPOINT)["method"]
+    b = load_checkpoint(fresh / CHECKPOINT)["method"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
