@@ -1,8 +1,10 @@
 """BTVAE, CR-VAE and AAVAE terms inside methods: gradient flow, state updates, composition,
-schedules and stages, and a short real-MNIST run per method."""
+schedules and stages, and a short real-MNIST run per method (larger ones: integration; the
+seed-averaged kNN claim: slow)."""
 
 import pytest
 import torch
+from learning import built_untrained, mse_ratio
 
 import cvae
 from cvae.config import RunConfig, resolve
@@ -153,59 +155,89 @@ def test_schedule_drives_training_weights(tmp_path):
     assert rows[0]["train_loss"] < rows[0]["train_recon"] + rows[0]["train_kl"]
 
 
-@pytest.mark.parametrize(
-    ("method", "overrides"),
-    [
-        ("vae", {}),
-        ("cvae", {}),
-        ("btvae", {"loss.beta": 1e-3}),
-        (
-            "crvae",
-            {
-                "model.arch": "crvae-medium",
-                "model.latent_dim": 16,
-                "loss.reduction": "sum",
-                "loss.beta": 1.0,
-                "loss.queue_size": 1024,
-            },
-        ),
-        # digit-appropriate views (the SimCLR crops of CIFAR flip and shrink digits too much)
-        (
-            "aavae",
-            {
-                "loss.reconstruction": "gaussian",
-                "loss.reduction": "sum",
-                "data.augment": "cvae-mnist",
-            },
-        ),
-    ],
-)
-def test_short_mnist_run_learns(tmp_path, mnist_dir, method, overrides):
-    """Two epochs on 4k real MNIST images: loss goes down and test KNN beats the untrained net."""
+# Per method, the settings that train it on MNIST digits (the SimCLR crops of CIFAR flip and
+# shrink digits too much for AAVAE; CR-VAE's summed likelihood needs beta 1).
+MNIST_METHODS = [
+    ("vae", {}),
+    ("cvae", {}),
+    ("btvae", {"loss.beta": 1e-3}),
+    ("crvae", {"model.latent_dim": 16, "loss.reduction": "sum", "loss.beta": 1.0}),
+    (
+        "aavae",
+        {"loss.reconstruction": "gaussian", "loss.reduction": "sum", "data.augment": "cvae-mnist"},
+    ),
+]
+
+
+def mnist_config(method: str, overrides: dict, **train) -> RunConfig:
     cfg = RunConfig(method=method)
-    cfg.data.dataset, cfg.data.data_dir = "mnist", str(mnist_dir)
-    cfg.train.epochs, cfg.train.lr, cfg.train.batch_size, cfg.train.threads = 2, 1e-3, 128, 2
+    cfg.data.dataset = "mnist"
+    cfg.train.batch_size, cfg.train.threads = 64, 1
     cfg.train.progress = cfg.train.tensorboard = False
-    for key, value in overrides.items():
+    for key, value in {**overrides, **{f"train.{k}": v for k, v in train.items()}}.items():
         cvae.config.set_value(cfg, key, value)
-    full = cvae.training.trainer.data_from_config(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize(("method", "overrides"), MNIST_METHODS)
+def test_short_mnist_run_learns(tmp_path, mnist_small, method, overrides):
+    """Two epochs on 2048 real MNIST images (64 steps at lr 1e-2): the train loss falls and the
+    held-out reconstruction error is far below that of the same network built untrained.
+    Measured ratios 0.34-0.6 (an untrained decoder outputs ~0.5 grey: MSE ~0.27)."""
+    cfg = mnist_config(method, overrides, epochs=2, lr=1e-2, **{"loss.queue_size": 256})
+    rows = cvae.train(cfg, tmp_path / "run", data=mnist_small).history
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    ratio = mse_ratio(cvae.load(tmp_path / "run"), mnist_small.test.images)
+    assert ratio < 0.75, ratio
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["crvae", "aavae"])
+def test_mnist_paper_scale_methods_learn(tmp_path, mnist, method):
+    """CR-VAE's medium network and the AAVAE on 8000 real MNIST images, two epochs at lr 1e-3:
+    the held-out reconstruction error is far below the built-untrained network's."""
+    overrides = dict(MNIST_METHODS)[method]
+    if method == "crvae":
+        overrides = {**overrides, "model.arch": "crvae-medium", "loss.queue_size": 1024}
+    cfg = mnist_config(method, overrides, epochs=2, lr=1e-3, batch_size=128, threads=2)
     data = cvae.data.DataSplits(
         "mnist",
-        full.train.subset(torch.arange(4000)),
-        full.val,
-        full.test.subset(torch.arange(2000)),
+        mnist.train.subset(torch.arange(8000)),
+        mnist.val.subset(torch.arange(1000)),
+        mnist.test.subset(torch.arange(2000)),
     )
-    resolved = resolve(cfg, SHAPE)
-    torch.manual_seed(cfg.train.seed)
-    untrained = build_method(resolved, SHAPE).eval()
     rows = cvae.train(cfg, tmp_path / "run", data=data).history
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    ratio = mse_ratio(cvae.load(tmp_path / "run"), data.test.images)
+    assert ratio < 0.75, ratio
 
-    def knn(model) -> float:
-        with torch.no_grad():
-            bank = model.encode(data.train.images.float() / 255)[0]
-            query = model.encode(data.test.images.float() / 255)[0]
+
+SEEDS = range(5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "overrides"), MNIST_METHODS)
+def test_training_improves_knn_over_untrained_across_seeds(tmp_path, mnist, method, overrides):
+    """The statistical claim (representations improve over the untrained encoder, as measured by
+    test kNN) needs seeds: two epochs on 4000 images per seed, and the mean improvement must
+    exceed 4 standard errors (one-sided t with 4 dof at 0.99: 3.75)."""
+    data = cvae.data.DataSplits(
+        "mnist",
+        mnist.train.subset(torch.arange(4000)),
+        mnist.val.subset(torch.arange(500)),
+        mnist.test.subset(torch.arange(2000)),
+    )
+
+    def knn(run: cvae.Run) -> float:
+        bank, query = run.encode(data.train.images)[0], run.encode(data.test.images)[0]
         return knn_weighted_cosine(bank, data.train.labels, query, data.test.labels)["value"]
 
-    trained = cvae.load(tmp_path / "run").model
-    assert knn(trained) > knn(untrained.model) + 0.03
+    gains = []
+    for seed in SEEDS:
+        cfg = mnist_config(method, overrides, epochs=2, lr=1e-3, batch_size=128, seed=seed)
+        cvae.train(cfg, tmp_path / str(seed), data=data)
+        run = cvae.load(tmp_path / str(seed))
+        gains.append(knn(run) - knn(built_untrained(run)))
+    gain = torch.tensor(gains, dtype=torch.float64)
+    mean, se = gain.mean().item(), (gain.std() / len(gains) ** 0.5).item()
+    assert mean > 4 * se, (mean, se, gains)
