@@ -13,9 +13,7 @@ from cvae.cli import main
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (relative path -> bytes)."""
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def expect_refusal(
