@@ -124,7 +124,8 @@ def test_full_default_eval_on_digits(tmp_path, capsys):
 @pytest.mark.integration
 def test_mnist_paper_preset_one_epoch_learns(tmp_path, mnist):
     """One epoch of the paper's MNIST CVAE (lr raised to 1e-3) on all 54k training images: the
-    held-out reconstruction error is far below that of the same network built untrained."""
+    held-out reconstruction error is far below that of the same network built untrained
+    (measured ratio 0.32)."""
     cfg = cvae.load_preset("cvae-mnist-paper")
     cfg.train.epochs, cfg.train.lr, cfg.train.threads = 1, 1e-3, 2
     cfg.train.progress = cfg.train.tensorboard = False

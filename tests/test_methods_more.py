@@ -194,17 +194,18 @@ def test_short_mnist_run_learns(tmp_path, mnist_small, method, overrides):
 @pytest.mark.integration
 @pytest.mark.parametrize("method", ["crvae", "aavae"])
 def test_mnist_paper_scale_methods_learn(tmp_path, mnist, method):
-    """CR-VAE's medium network and the AAVAE on 8000 real MNIST images, two epochs at lr 1e-3:
-    the held-out reconstruction error is far below the built-untrained network's."""
+    """CR-VAE's medium network and the AAVAE on 4000 real MNIST images, two epochs at lr 1e-3:
+    the held-out reconstruction error is far below the built-untrained network's (measured
+    ratios 0.19 and 0.36 with 8000 images)."""
     overrides = dict(MNIST_METHODS)[method]
     if method == "crvae":
         overrides = {**overrides, "model.arch": "crvae-medium", "loss.queue_size": 1024}
     cfg = mnist_config(method, overrides, epochs=2, lr=1e-3, batch_size=128, threads=2)
     data = cvae.data.DataSplits(
         "mnist",
-        mnist.train.subset(torch.arange(8000)),
-        mnist.val.subset(torch.arange(1000)),
-        mnist.test.subset(torch.arange(2000)),
+        mnist.train.subset(torch.arange(4000)),
+        mnist.val.subset(torch.arange(500)),
+        mnist.test.subset(torch.arange(1000)),
     )
     rows = cvae.train(cfg, tmp_path / "run", data=data).history
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
