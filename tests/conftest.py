@@ -2,7 +2,8 @@
 
 MNIST is read (and checksummed) once per session: ``mnist`` holds the full splits, ``mnist_small``
 small slices of them for short trainings. ``$CVAE_CACHE`` points at a session folder, so the FID
-domain classifier is trained once per session and nothing is written to ``~/.cache``.
+domain classifier is trained once per session and nothing is written to ``~/.cache``. Torch runs
+one thread (``OMP_NUM_THREADS=1`` for subprocesses) unless a test asks for more.
 """
 
 from __future__ import annotations
@@ -47,14 +48,21 @@ def mnist_small(mnist: DataSplits) -> DataSplits:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    old = os.environ.get("CVAE_CACHE")
-    os.environ["CVAE_CACHE"] = str(tmp_path_factory.mktemp("cvae-cache"))
+def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A session cache folder, and one torch thread here and in subprocesses: the tests' models
+    are small, and two threads per process oversubscribe a busy 2-core machine."""
+    env = {"CVAE_CACHE": str(tmp_path_factory.mktemp("cvae-cache")), "OMP_NUM_THREADS": "1"}
+    old_env = {key: os.environ.get(key) for key in env}
+    old_threads = torch.get_num_threads()
+    os.environ.update(env)
+    torch.set_num_threads(1)
     yield
-    if old is None:
-        del os.environ["CVAE_CACHE"]
-    else:
-        os.environ["CVAE_CACHE"] = old
+    torch.set_num_threads(old_threads)
+    for key, value in old_env.items():
+        if value is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)
