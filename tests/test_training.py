@@ -27,12 +27,12 @@ TRAIN_ARGS = [
     "--epochs",
     "3",
     "--batch-size",
-    "32",
+    "64",
     "--threads",
     "1",
     "--no-progress",
     "--set",
-    "model.channels=[16,32]",
+    "model.channels=[8,16]",
     "--set",
     "train.tensorboard=false",
     "--set",
@@ -72,7 +72,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method):
     """Weights, optimizer, generator, and for CR-VAE the queue and the EMA key encoder (both in
     the state dict) come back exactly: the resumed run ends bit-identical. Only the killed run
     is a subprocess; the uninterrupted run and the resume run in-process."""
-    args = [*TRAIN_ARGS, "--method", method, "--set", "loss.queue_size=96"]
+    args = [*TRAIN_ARGS, "--method", method, "--set", "loss.queue_size=128"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(["train", *args, "--out", str(full)]) == 0  # in-process: no interpreter start
 
