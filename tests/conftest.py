@@ -38,12 +38,12 @@ def mnist(mnist_dir: Path) -> DataSplits:
 
 @pytest.fixture(scope="session")
 def mnist_small(mnist: DataSplits) -> DataSplits:
-    """The first 2048 train, 256 val and 1000 test images of ``mnist``."""
+    """The first 2048 train, 256 val and 500 test images of ``mnist``."""
     return DataSplits(
         "mnist",
         mnist.train.subset(torch.arange(2048)),
         mnist.val.subset(torch.arange(256)),
-        mnist.test.subset(torch.arange(1000)),
+        mnist.test.subset(torch.arange(500)),
     )
 
 
