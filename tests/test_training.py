@@ -158,10 +158,10 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
 
 def test_training_is_deterministic_and_learns(tmp_path):
     """Two identical runs log identical losses; the held-out reconstruction error ends far below
-    that of the network built untrained (measured ratio 0.52) and val_recon falls (0.155 ->
-    0.093): large effects, not quality bars."""
-    a = cvae.train(small_config(epochs=3, lr=1e-3), tmp_path / "a").history
-    b = cvae.train(small_config(epochs=3, lr=1e-3), tmp_path / "b").history
+    that of the network built untrained (measured ratio 0.47) and val_recon falls (0.101 ->
+    0.084): large effects, not quality bars."""
+    a = cvae.train(small_config(epochs=2, lr=3e-3), tmp_path / "a").history
+    b = cvae.train(small_config(epochs=2, lr=3e-3), tmp_path / "b").history
     assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
     assert a[-1]["val_recon"] < a[0]["val_recon"]
     ratio = mse_ratio(cvae.load(tmp_path / "a"), cvae.load_data("digits").test.images)
