@@ -107,14 +107,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    cvae.train(small_config(epochs=1), run)
+    cvae.train(small_config(epochs=1, epoch_fraction=0.25), run)
     before = (run / CHECKPOINT).read_bytes()
 
     def nan_kl(self, step):
         return torch.tensor(float("nan"))
 
     monkeypatch.setattr(KL, "forward", nan_kl)
-    cfg = small_config(epochs=2)
+    cfg = small_config(epochs=2, epoch_fraction=0.25)
     with pytest.raises(TrainingDiverged, match="last good checkpoint kept"):
         cvae.train(cfg, run, resume=True)
     assert (run / CHECKPOINT).read_bytes() == before
@@ -123,7 +123,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 def test_checkpoint_contents_and_weights_only(tmp_path):
     run = tmp_path / "run"
-    result = cvae.train(small_config(epochs=2), run)
+    result = cvae.train(small_config(epochs=2, epoch_fraction=0.25), run)
     ckpt = torch.load(run / CHECKPOINT, weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 0
     assert {"method", "optimizer", "rng", "config", "image_shape", "sums", "generator"} <= set(ckpt)
@@ -169,6 +169,6 @@ def test_training_is_deterministic_and_learns(tmp_path):
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
-    cvae.train(small_config(epochs=1), tmp_path / "run")
+    cvae.train(small_config(epochs=1, epoch_fraction=0.25), tmp_path / "run")
     with pytest.raises(cvae.errors.CvaeError, match="already holds a run"):
-        cvae.train(small_config(epochs=1), tmp_path / "run")
+        cvae.train(small_config(epochs=1, epoch_fraction=0.25), tmp_path / "run")
