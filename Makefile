@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-integration lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/cvae demo --out demo-runs
 
+# Default tier (< 90 s on 2 cores): everything but `integration` and `slow` (pyproject addopts).
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# Real trainings: full MNIST epochs, the paper networks, the full default `cvae eval`.
+test-integration: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m integration
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -135,7 +135,8 @@ def test_eval_runs_linear_sgd_for_aavae_family_and_skips_posterior_metrics(tmp_p
     run = tmp_path / "ae"
     train = ["train", "--method", "ae", "--dataset", "digits", "--epochs", "1", "--no-progress"]
     assert main([*train, "--set", "model.channels=[8,16]", "--out", str(run)]) == 0
-    flags = ["--embedding", "none", "--linear-epochs", "2", "--linear-sgd-epochs", "1"]
+    flags = ["--embedding", "none", "--fid-n", "0", "--linear-epochs", "2"]
+    flags += ["--linear-sgd-epochs", "1"]
     assert main(["eval", str(run), *flags, "--knn-k", "5"]) == 0
     result = json.loads((run / "metrics.json").read_text())
     m = result["metrics"]

@@ -1,8 +1,10 @@
 """BTVAE, CR-VAE and AAVAE terms inside methods: gradient flow, state updates, composition,
-schedules and stages, and a short real-MNIST run per method."""
+schedules and stages, and a short real-MNIST run per method (larger ones: integration; the
+seed-averaged kNN claim: slow)."""
 
 import pytest
 import torch
+from learning import built_untrained, mse_ratio
 
 import cvae
 from cvae.config import RunConfig, Stage, set_value
@@ -155,59 +157,114 @@ def test_schedule_drives_training_weights(tmp_path):
     assert rows[0]["train_loss"] < rows[0]["train_recon"] + rows[0]["train_kl"]
 
 
-@pytest.mark.parametrize(
-    ("method", "overrides"),
-    [
-        ("vae", {}),
-        ("cvae", {}),
-        ("btvae", {"loss.terms.kl.weight": 1e-3}),
-        (
-            "crvae",
-            {
-                "model.arch": "crvae-medium",
-                "model.latent_dim": 16,
-                "loss.terms.recon.reduction": "sum",
-                "loss.terms.kl.weight": 1.0,
-                "loss.terms.infonce.queue_size": 1024,
-            },
-        ),
-        # digit-appropriate views (the SimCLR crops of CIFAR flip and shrink digits too much)
-        (
-            "aavae",
-            {
-                "loss.terms.recon.likelihood": "gaussian",
-                "loss.terms.recon.reduction": "sum",
-                "data.augment": "cvae-mnist",
-            },
-        ),
-    ],
-)
-def test_short_mnist_run_learns(tmp_path, mnist_dir, method, overrides):
-    """Two epochs on 4k real MNIST images: loss goes down and test KNN beats the untrained net."""
+# Per method, the settings that train it on MNIST digits (the SimCLR crops of CIFAR flip and
+# shrink digits too much for AAVAE; CR-VAE's summed likelihood needs beta 1).
+MNIST_METHODS = [
+    ("vae", {}),
+    ("cvae", {}),
+    ("btvae", {"loss.terms.kl.weight": 1e-3}),
+    (
+        "crvae",
+        {"model.latent_dim": 16, "loss.terms.recon.reduction": "sum", "loss.terms.kl.weight": 1.0},
+    ),
+    (
+        "aavae",
+        {
+            "loss.terms.recon.likelihood": "gaussian",
+            "loss.terms.recon.reduction": "sum",
+            "data.augment": "cvae-mnist",
+        },
+    ),
+]
+
+
+def mnist_config(method: str, overrides: dict, **train) -> RunConfig:
     cfg = RunConfig(method=method)
-    cfg.data.dataset, cfg.data.data_dir = "mnist", str(mnist_dir)
-    cfg.train.epochs, cfg.train.lr, cfg.train.batch_size, cfg.train.threads = 2, 1e-3, 128, 2
+    cfg.data.dataset = "mnist"
+    cfg.train.batch_size, cfg.train.threads = 64, 1
     cfg.train.progress = cfg.train.tensorboard = False
-    for key, value in overrides.items():
+    for key, value in {**overrides, **{f"train.{k}": v for k, v in train.items()}}.items():
         cvae.config.set_value(cfg, key, value)
-    full = cvae.training.trainer.data_from_config(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize(("method", "overrides"), MNIST_METHODS)
+def test_short_mnist_run_learns(tmp_path, mnist_small, method, overrides):
+    """Two epochs on 2048 real MNIST images (64 steps at lr 1e-2): the train loss falls and the
+    held-out reconstruction error is far below that of the same network built untrained.
+    Measured ratios 0.30-0.37 (0.34-0.50 at lr 5e-3; an untrained decoder outputs ~0.5 grey)."""
+    cfg = mnist_config(
+        method, {**overrides, "loss.terms.infonce.queue_size": 256}, epochs=2, lr=1e-2
+    )
+    rows = cvae.train(cfg, tmp_path / "run", data=mnist_small).history
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    ratio = mse_ratio(cvae.load(tmp_path / "run"), mnist_small.test.images)
+    assert ratio < 0.6, ratio
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("method", ["crvae", "aavae"])
+def test_mnist_paper_scale_methods_learn(tmp_path, mnist, method):
+    """CR-VAE's medium network and the AAVAE on 4000 real MNIST images, two epochs at lr 1e-3:
+    the held-out reconstruction error is far below the built-untrained network's (measured
+    ratios 0.19 and 0.36 with 8000 images)."""
+    overrides = dict(MNIST_METHODS)[method]
+    if method == "crvae":
+        overrides = {
+            **overrides,
+            "model.arch": "crvae-medium",
+            "loss.terms.infonce.queue_size": 1024,
+        }
+    cfg = mnist_config(method, overrides, epochs=2, lr=1e-3, batch_size=128, threads=2)
     data = cvae.data.DataSplits(
         "mnist",
-        full.train.subset(torch.arange(4000)),
-        full.val,
-        full.test.subset(torch.arange(2000)),
+        mnist.train.subset(torch.arange(4000)),
+        mnist.val.subset(torch.arange(500)),
+        mnist.test.subset(torch.arange(1000)),
     )
-    resolved = resolve(cfg, SHAPE)
-    torch.manual_seed(cfg.train.seed)
-    untrained = build_method(resolved, SHAPE).eval()
     rows = cvae.train(cfg, tmp_path / "run", data=data).history
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    ratio = mse_ratio(cvae.load(tmp_path / "run"), data.test.images)
+    assert ratio < 0.75, ratio
 
-    def knn(model) -> float:
-        with torch.no_grad():
-            bank = model.encode(data.train.images.float() / 255)[0]
-            query = model.encode(data.test.images.float() / 255)[0]
+
+SEEDS = range(5)
+
+
+BTVAE_KNN = pytest.mark.xfail(
+    strict=True,
+    reason="measured: BTVAE (beta 1e-3) kNN falls below its untrained encoder's after 10 epochs "
+    "(gain -0.077, standard error 0.038); VAE: +0.232, standard error 0.025",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [pytest.param(*p, marks=BTVAE_KNN) if p[0] == "btvae" else p for p in MNIST_METHODS],
+)
+def test_training_improves_knn_over_untrained_across_seeds(tmp_path, mnist, method, overrides):
+    """The statistical claim (representations improve over the untrained encoder, as measured by
+    test kNN) needs seeds: ten epochs on 4000 images per seed, and the mean improvement must
+    exceed 4 standard errors (one-sided t with 4 dof at 0.99: 3.75). After two epochs it does
+    not hold (VAE: gains +0.10, +0.04, +0.07, +0.02, -0.03; mean 0.041, standard error 0.022)."""
+    data = cvae.data.DataSplits(
+        "mnist",
+        mnist.train.subset(torch.arange(4000)),
+        mnist.val.subset(torch.arange(500)),
+        mnist.test.subset(torch.arange(2000)),
+    )
+
+    def knn(run: cvae.Run) -> float:
+        bank, query = run.encode(data.train.images)[0], run.encode(data.test.images)[0]
         return knn_weighted_cosine(bank, data.train.labels, query, data.test.labels)["value"]
 
-    trained = cvae.load(tmp_path / "run").model
-    assert knn(trained) > knn(untrained.model) + 0.03
+    gains = []
+    for seed in SEEDS:
+        cfg = mnist_config(method, overrides, epochs=10, lr=1e-3, batch_size=128, seed=seed)
+        cvae.train(cfg, tmp_path / str(seed), data=data)
+        run = cvae.load(tmp_path / str(seed))
+        gains.append(knn(run) - knn(built_untrained(run)))
+    gain = torch.tensor(gains, dtype=torch.float64)
+    mean, se = gain.mean().item(), (gain.std() / len(gains) ** 0.5).item()
+    assert mean > 4 * se, (mean, se, gains)

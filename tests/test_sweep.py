@@ -250,7 +250,7 @@ def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     assert "| data.dataset=digits | digits | start |" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_interrupting_the_sweep_stops_its_children_keeping_checkpoints(tmp_path):
     out = tmp_path / "sweep"
     argv = [sys.executable, "-m", "cvae", "sweep", "--out", str(out), "--jobs", "2"]

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from learning import mse_ratio
 
 import cvae
+from cvae.cli import main
 from cvae.config import RunConfig
 from cvae.errors import TrainingDiverged
 from cvae.methods.terms import KL
@@ -25,12 +27,12 @@ TRAIN_ARGS = [
     "--epochs",
     "3",
     "--batch-size",
-    "32",
+    "64",
     "--threads",
     "1",
     "--no-progress",
     "--set",
-    "model.channels=[16,32]",
+    "model.channels=[8,16]",
     "--set",
     "train.tensorboard=false",
     "--set",
@@ -63,13 +65,16 @@ def final_state(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / CHECKPOINT)["method"]
 
 
-@pytest.mark.parametrize("method", ["cvae", "crvae"])
+@pytest.mark.parametrize(
+    "method", [pytest.param("cvae", marks=pytest.mark.integration), "crvae"]
+)  # CR-VAE's state (queue, EMA key encoder) is a superset of the CVAE's
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method):
     """Weights, optimizer, generator, and for CR-VAE the queue and the EMA key encoder (both in
-    the state dict) come back exactly: the resumed run ends bit-identical."""
-    args = [*TRAIN_ARGS, "--method", method, "--set", "loss.queue_size=96"]
+    the state dict) come back exactly: the resumed run ends bit-identical. Only the killed run
+    is a subprocess; the uninterrupted run and the resume run in-process."""
+    args = [*TRAIN_ARGS, "--method", method, "--set", "loss.queue_size=128"]
     full, killed = tmp_path / "full", tmp_path / "killed"
-    assert cli(*args, "--out", str(full)).wait(timeout=300) == 0
+    assert main(["train", *args, "--out", str(full)]) == 0  # in-process: no interpreter start
 
     proc = cli(*args, "--out", str(killed))
     deadline = time.time() + 120
@@ -86,8 +91,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method):
     interrupted_at = load_checkpoint(killed / CHECKPOINT)
     assert interrupted_at["epoch"] < 3
 
-    resumed = cli("--resume", str(killed))
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    assert main(["train", "--resume", str(killed)]) == 0
     a, b = final_state(full), final_state(killed)
     assert a.keys() == b.keys()
     if method == "crvae":
@@ -103,14 +107,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method):
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    cvae.train(small_config(epochs=1), run)
+    cvae.train(small_config(epochs=1, epoch_fraction=0.25), run)
     before = (run / CHECKPOINT).read_bytes()
 
     def nan_kl(self, step):
         return torch.tensor(float("nan"))
 
     monkeypatch.setattr(KL, "forward", nan_kl)
-    cfg = small_config(epochs=2)
+    cfg = small_config(epochs=2, epoch_fraction=0.25)
     with pytest.raises(TrainingDiverged, match="last good checkpoint kept"):
         cvae.train(cfg, run, resume=True)
     assert (run / CHECKPOINT).read_bytes() == before
@@ -119,7 +123,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 def test_checkpoint_contents_and_weights_only(tmp_path):
     run = tmp_path / "run"
-    result = cvae.train(small_config(epochs=2), run)
+    result = cvae.train(small_config(epochs=2, epoch_fraction=0.25), run)
     ckpt = torch.load(run / CHECKPOINT, weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["step"] == 0
     assert {"method", "optimizer", "rng", "config", "image_shape", "sums", "generator"} <= set(ckpt)
@@ -152,14 +156,19 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-def test_training_is_deterministic_and_reduces_loss(tmp_path):
-    a = cvae.train(small_config(epochs=3, lr=1e-3), tmp_path / "a").history
-    b = cvae.train(small_config(epochs=3, lr=1e-3), tmp_path / "b").history
+def test_training_is_deterministic_and_learns(tmp_path):
+    """Two identical runs log identical losses; the held-out reconstruction error ends far below
+    that of the network built untrained (measured ratio 0.47) and val_recon falls (0.101 ->
+    0.084): large effects, not quality bars."""
+    a = cvae.train(small_config(epochs=2, lr=3e-3), tmp_path / "a").history
+    b = cvae.train(small_config(epochs=2, lr=3e-3), tmp_path / "b").history
     assert [r["train_loss"] for r in a] == [r["train_loss"] for r in b]
     assert a[-1]["val_recon"] < a[0]["val_recon"]
+    ratio = mse_ratio(cvae.load(tmp_path / "a"), cvae.load_data("digits").test.images)
+    assert ratio < 0.75, ratio
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
-    cvae.train(small_config(epochs=1), tmp_path / "run")
+    cvae.train(small_config(epochs=1, epoch_fraction=0.25), tmp_path / "run")
     with pytest.raises(cvae.errors.CvaeError, match="already holds a run"):
-        cvae.train(small_config(epochs=1), tmp_path / "run")
+        cvae.train(small_config(epochs=1, epoch_fraction=0.25), tmp_path / "run")
