@@ -3,12 +3,19 @@ stderr and no traceback, and leaves every file that existed before it byte-ident
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from cvae.cli import main
+
+TINY_TRAIN = [
+    "--dataset", "digits", "--epochs", "1", "--no-progress", "--threads", "1",
+    "--set", "model.channels=[8,16]", "--set", "train.tensorboard=false",
+]  # fmt: skip
+"""`cvae train` flags for a run of a few seconds on the bundled digits."""
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -39,3 +46,15 @@ def expect_refusal(
     changed = [k for k in before if after.get(k) != before[k]]
     assert not changed, f"files changed or removed by a refused call: {changed}"
     return lines[0]
+
+
+def train_tiny(folder: Path, *extra: str) -> Path:
+    """A finished ``TINY_TRAIN`` run (plus ``extra`` flags) in ``folder/run``."""
+    run = folder / "run"
+    assert main(["train", *TINY_TRAIN, *extra, "--out", str(run)]) == 0
+    return run
+
+
+def private_copy(run: Path, folder: Path) -> Path:
+    """A copy of ``run`` for a test that writes into it."""
+    return Path(shutil.copytree(run, folder / "run"))

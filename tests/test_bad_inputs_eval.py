@@ -5,13 +5,12 @@ and a missing umap-learn falls back to t-SNE. All on one tiny digits run."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from badinput import expect_refusal
+from badinput import expect_refusal, private_copy, train_tiny
 
 import cvae.cli
 import cvae.evaluation.evaluate as ev
@@ -20,24 +19,17 @@ import cvae.evaluation.registry as registry
 from cvae.cli import main
 from cvae.training.trainer import CHECKPOINT
 
-TINY = [
-    "--dataset", "digits", "--epochs", "1", "--no-progress", "--threads", "1",
-    "--set", "model.channels=[8,16]", "--set", "train.tensorboard=false",
-]  # fmt: skip
 FAST_EVAL = ["--iwae-k", "0", "--fid-n", "0", "--no-linear", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("eval-edges") / "run"
-    assert main(["train", *TINY, "--out", str(run)]) == 0
-    return run
+    return train_tiny(tmp_path_factory.mktemp("eval-edges"))
 
 
 @pytest.fixture
 def run(trained: Path, tmp_path: Path) -> Path:
-    """A private copy of the trained run (tests that write into it)."""
-    return Path(shutil.copytree(trained, tmp_path / "run"))
+    return private_copy(trained, tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import builtins
 import errno
 import os
 import pickle
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from badinput import expect_refusal
+from badinput import TINY_TRAIN, expect_refusal, private_copy, train_tiny
 
 from cvae.cli import main
 from cvae.errors import CvaeError
@@ -24,33 +23,18 @@ from cvae.training.checkpoint import CHECKPOINT, all_finite, load_checkpoint, sa
 from cvae.training.rundir import RunDir
 from cvae.training.runlog import read_metrics
 
-QUICK = [
-    "--dataset",
-    "digits",
-    "--epochs",
-    "1",
-    "--no-progress",
-    "--threads",
-    "1",
-    "--set",
-    "model.channels=[8,16]",
-    "--set",
-    "train.tensorboard=false",
-]
+QUICK = TINY_TRAIN
 ONE_STEP = [*QUICK, "--batch-size", "4096"]  # digits in one step per epoch
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    assert main(["train", *ONE_STEP, "--out", str(run)]) == 0
-    return run
+    return train_tiny(tmp_path_factory.mktemp("trained"), "--batch-size", "4096")
 
 
 @pytest.fixture
 def run(trained: Path, tmp_path: Path) -> Path:
-    """A private copy of a finished one-epoch run."""
-    return Path(shutil.copytree(trained, tmp_path / "run"))
+    return private_copy(trained, tmp_path)
 
 
 # --------------------------------------------------------------------------- config values

@@ -1,23 +1,12 @@
 """CLI: bad input gives one line on stderr and a non-zero exit, never a traceback."""
 
 import pytest
+from badinput import TINY_TRAIN
 
 from cvae.cli import main
 from cvae.training.trainer import CHECKPOINT
 
-QUICK = [
-    "--dataset",
-    "digits",
-    "--epochs",
-    "1",
-    "--no-progress",
-    "--threads",
-    "1",
-    "--set",
-    "model.channels=[16,32]",
-    "--set",
-    "train.tensorboard=false",
-]
+QUICK = TINY_TRAIN
 
 
 def run_cli(capsys, *argv):

@@ -320,48 +320,30 @@ def _fitted(
     return compute
 
 
-def _knn_weighted(c: EvalContext) -> Computed:
-    cfg, (tr_y, ev_y) = c.config, _labels(c)
-    raw = knn_weighted_cosine(
-        c.train_features,
-        tr_y,
-        c.eval_features,
-        ev_y,
-        k=cfg.knn_k,
-        temperature=cfg.knn_temperature,
-        feature_name=c.feature,
-        split=c.split("bank"),
-    )
+def _on_features(
+    probe: Callable[..., dict[str, Any]],
+    split: Literal["fitted", "bank"],
+    c: EvalContext,
+    **options: Any,
+) -> Computed:
+    """A torch probe fit (or banked) on the train features, scored on the evaluation features."""
+    tr_y, ev_y = _labels(c)
+    raw = probe(c.train_features, tr_y, c.eval_features, ev_y, **options,
+                feature_name=c.feature, split=c.split(split))  # fmt: skip
     return Metric.from_dict(raw)
+
+
+def _knn_weighted(c: EvalContext) -> Computed:
+    k, t = c.config.knn_k, c.config.knn_temperature
+    return _on_features(knn_weighted_cosine, "bank", c, k=k, temperature=t)
 
 
 def _knn_uniform(c: EvalContext) -> Computed:
-    tr_y, ev_y = _labels(c)
-    raw = knn_uniform_euclidean(
-        c.train_features,
-        tr_y,
-        c.eval_features,
-        ev_y,
-        k=c.config.knn_k,
-        feature_name=c.feature,
-        split=c.split("bank"),
-    )
-    return Metric.from_dict(raw)
+    return _on_features(knn_uniform_euclidean, "bank", c, k=c.config.knn_k)
 
 
 def _linear_adam(c: EvalContext) -> Computed:
-    tr_y, ev_y = _labels(c)
-    raw = linear_adam(
-        c.train_features,
-        tr_y,
-        c.eval_features,
-        ev_y,
-        epochs=c.config.linear_epochs,
-        seed=c.seed,
-        feature_name=c.feature,
-        split=c.split("fitted"),
-    )
-    return Metric.from_dict(raw)
+    return _on_features(linear_adam, "fitted", c, epochs=c.config.linear_epochs, seed=c.seed)
 
 
 def _linear_sgd(c: EvalContext) -> Computed:
