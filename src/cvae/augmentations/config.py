@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from cvae.errors import ConfigError
 
@@ -80,29 +82,56 @@ def _numbers(value: object, n: int) -> bool:
 
 
 def _validate(cfg: AugmentConfig) -> None:
-    def fail(name: str, rule: str) -> None:
-        raise ConfigError(f"augment.{name} must be {rule}, got {getattr(cfg, name)!r}")
-
-    if cfg.crop_scale is not None and not (
-        _numbers(cfg.crop_scale, 2) and 0 < cfg.crop_scale[0] <= cfg.crop_scale[1] <= 1
-    ):
-        fail("crop_scale", "null or [lo, hi] with 0 < lo <= hi <= 1")
-    if not (_numbers(cfg.crop_ratio, 2) and 0 < cfg.crop_ratio[0] <= cfg.crop_ratio[1]):
-        fail("crop_ratio", "[lo, hi] with 0 < lo <= hi")
-    if not (_is_number(cfg.rotation) and 0 <= cfg.rotation <= 180):
-        fail("rotation", "a number of degrees in [0, 180]")
-    if cfg.translate is not None and not (
-        _numbers(cfg.translate, 2) and all(0 <= t <= 1 for t in cfg.translate)
-    ):
-        fail("translate", "null or [fx, fy] with fractions in [0, 1]")
-    if cfg.jitter is not None and not (
-        _numbers(cfg.jitter, 4) and min(cfg.jitter[:3]) >= 0 and 0 <= cfg.jitter[3] <= 0.5
-    ):
-        fail("jitter", "null or [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5")
-    for name in ("hflip", "jitter_p", "grayscale"):
+    """Refuse the first field that breaks its rule in :data:`_RULES`."""
+    for name, ok, rule in _RULES:
         value = getattr(cfg, name)
-        if not (_is_number(value) and 0 <= value <= 1):
-            fail(name, "a probability in [0, 1]")
+        if not ok(value):
+            raise ConfigError(f"augment.{name} must be {rule}, got {value!r}")
+
+
+def _is_crop_scale(v: Any) -> bool:
+    return _numbers(v, 2) and 0 < v[0] <= v[1] <= 1
+
+
+def _is_crop_ratio(v: Any) -> bool:
+    return _numbers(v, 2) and 0 < v[0] <= v[1]
+
+
+def _is_degrees(v: Any) -> bool:
+    return _is_number(v) and 0 <= v <= 180
+
+
+def _is_translate(v: Any) -> bool:
+    return _numbers(v, 2) and all(0 <= t <= 1 for t in v)
+
+
+def _is_jitter(v: Any) -> bool:
+    return _numbers(v, 4) and min(v[:3]) >= 0 and 0 <= v[3] <= 0.5
+
+
+def _is_probability(v: Any) -> bool:
+    return _is_number(v) and 0 <= v <= 1
+
+
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("crop_scale", _or_none(_is_crop_scale), "null or [lo, hi] with 0 < lo <= hi <= 1"),
+    ("crop_ratio", _is_crop_ratio, "[lo, hi] with 0 < lo <= hi"),
+    ("rotation", _is_degrees, "a number of degrees in [0, 180]"),
+    ("translate", _or_none(_is_translate), "null or [fx, fy] with fractions in [0, 1]"),
+    (
+        "jitter",
+        _or_none(_is_jitter),
+        "null or [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5",
+    ),
+    ("hflip", _is_probability, "a probability in [0, 1]"),
+    ("jitter_p", _is_probability, "a probability in [0, 1]"),
+    ("grayscale", _is_probability, "a probability in [0, 1]"),
+)
+"""Each field checked in order: its name, whether a value is valid, and the rule's text."""
 
 
 PRESETS: dict[str, AugmentConfig] = {

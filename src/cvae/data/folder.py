@@ -28,12 +28,7 @@ def _scan(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
         raise DataError(f"{root}: not a folder")
     entries = sorted(root.iterdir())
     flat = [p for p in entries if _is_image(p)]
-    class_dirs = [
-        (d, sorted(p for p in d.rglob("*") if _is_image(p)))
-        for d in entries
-        if d.is_dir() and not d.name.startswith(".")
-    ]
-    class_dirs = [(d, files) for d, files in class_dirs if files]
+    class_dirs = _class_folders(entries)
     if flat and class_dirs:
         raise DataError(
             f"{root}: mixes images ({flat[0].name}) and class folders ({class_dirs[0][0].name}); "
@@ -43,6 +38,21 @@ def _scan(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
         return flat, None, None
     if not class_dirs:
         raise DataError(f"{root}: no images ({', '.join(EXTENSIONS)}) in it or its sub-folders")
+    return _labelled(class_dirs)
+
+
+def _class_folders(entries: list[Path]) -> list[tuple[Path, list[Path]]]:
+    """The visible sub-folders among ``entries`` that hold images (at any depth), each with
+    its sorted image paths."""
+    folders = [d for d in entries if d.is_dir() and not d.name.startswith(".")]
+    found = [(d, sorted(p for p in d.rglob("*") if _is_image(p))) for d in folders]
+    return [(d, files) for d, files in found if files]
+
+
+def _labelled(
+    class_dirs: list[tuple[Path, list[Path]]],
+) -> tuple[list[Path], list[int], list[str]]:
+    """Paths, labels (the class folder's index) and class names, class by class."""
     paths = [p for _, files in class_dirs for p in files]
     labels = [i for i, (_, files) in enumerate(class_dirs) for _ in files]
     return paths, labels, [d.name for d, _ in class_dirs]

@@ -164,98 +164,19 @@ def save_embedding_plot(
     Returns:
         Protocol dict: ``method``, ``params``, ``n_points``, ``n_total``, ``seed``, ``path``.
     """
-    if hasattr(features, "detach"):
-        features = features.detach().cpu().numpy()
-    x = np.asarray(features, dtype=np.float32)
-    if x.ndim != 2:
-        raise ValueError(f"features must have shape [N, d], got {x.shape}")
-    y = None
-    if labels is not None:
-        if hasattr(labels, "detach"):
-            labels = labels.detach().cpu().numpy()
-        y = np.asarray(labels).reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"labels has {y.shape[0]} entries, features has {x.shape[0]} rows")
+    x, y = _embedding_inputs(features, labels)
     n_total = x.shape[0]
-    if n_total < 3:
-        raise ValueError(f"need at least 3 points for an embedding, got {n_total}")
-    rng = np.random.default_rng(seed)
-    if n_total > max_points:
-        idx = np.sort(rng.choice(n_total, size=max_points, replace=False))
-        x = x[idx]
-        y = y[idx] if y is not None else None
+    x, y = _subsample(x, y, max_points, seed)
     n = x.shape[0]
-
-    params: dict[str, Any]
     if method == "umap":
-        import umap  # lazy: slow import and first-call JIT compilation
-
-        params = {
-            "n_neighbors": int(min(n_neighbors, n - 1)),
-            "min_dist": float(min_dist),
-            "metric": "euclidean",
-            "n_components": 2,
-            "random_state": seed,
-            "n_jobs": 1,
-            "umap_version": getattr(umap, "__version__", "unknown"),
-        }
-        reducer = umap.UMAP(
-            n_neighbors=params["n_neighbors"],
-            min_dist=min_dist,
-            metric="euclidean",
-            n_components=2,
-            random_state=seed,
-        )
-        with warnings.catch_warnings():  # seeding forces n_jobs=1; that is intended
-            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
-            emb = reducer.fit_transform(x)
+        emb, params = _umap(x, seed, n_neighbors, min_dist)
     elif method == "tsne":
-        from sklearn.manifold import TSNE
-
-        params = {
-            "perplexity": float(min(perplexity, n - 1)),
-            "init": "pca",
-            "n_components": 2,
-            "random_state": seed,
-        }
-        from threadpoolctl import threadpool_limits
-
-        # one OpenMP thread: with torch's and numba's runtimes loaded, more threads contend
-        # (t-SNE on 200 points went from ~1 s to ~40 s on a busy 2-core machine)
-        with threadpool_limits(1, user_api="openmp"):
-            emb = TSNE(
-                n_components=2, init="pca", perplexity=params["perplexity"], random_state=seed
-            ).fit_transform(x)
+        emb, params = _tsne(x, seed, perplexity)
     else:
         raise ValueError(f"method must be 'umap' or 'tsne', got {method!r}")
-    emb = np.asarray(emb)
-
     axis = "UMAP" if method == "umap" else "t-SNE"
-    fig, ax = _subplots(figsize=(7.5, 6.5), dpi=100)
-    if y is None:
-        ax.scatter(emb[:, 0], emb[:, 1], s=3, c="tab:blue", alpha=0.7, linewidths=0)
-    else:
-        classes = np.unique(y)
-        colours = _class_colours(len(classes))
-        for colour, cls in zip(colours, classes, strict=True):
-            m = y == cls
-            ax.scatter(
-                emb[m, 0], emb[m, 1], s=3, color=colour, alpha=0.7, linewidths=0, label=str(cls)
-            )
-        ax.legend(
-            title="class",
-            markerscale=4,
-            fontsize=8,
-            loc="center left",
-            bbox_to_anchor=(1.01, 0.5),
-            frameon=False,
-            ncol=1 if len(classes) <= 20 else 2,
-        )
-    ax.set_xlabel(f"{axis} 1")
-    ax.set_ylabel(f"{axis} 2")
-    ax.set_title(title or f"{axis} of latent features (n={n}, seed={seed})")
-    fig.tight_layout()
-    out = _save(fig, path)
+    title = title or f"{axis} of latent features (n={n}, seed={seed})"
+    out = _plot_embedding(emb, y, path, axis=axis, title=title)
     return {
         "method": method,
         "params": params,
@@ -266,6 +187,116 @@ def save_embedding_plot(
         "seed": int(seed),
         "path": str(out),
     }
+
+
+def _numpy(a: Any) -> Any:
+    """``a`` itself, or a torch tensor's values on the CPU."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else a
+
+
+def _embedding_inputs(features: Any, labels: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``features`` as float32 ``[N, d]`` and ``labels`` as ``[N]`` (or None), checked."""
+    x = np.asarray(_numpy(features), dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"features must have shape [N, d], got {x.shape}")
+    y = None
+    if labels is not None:
+        y = np.asarray(_numpy(labels)).reshape(-1)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"labels has {y.shape[0]} entries, features has {x.shape[0]} rows")
+    if x.shape[0] < 3:
+        raise ValueError(f"need at least 3 points for an embedding, got {x.shape[0]}")
+    return x, y
+
+
+def _subsample(
+    x: np.ndarray, y: np.ndarray | None, max_points: int, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A seeded random subset of ``max_points`` rows (in their order) when there are more."""
+    if x.shape[0] <= max_points:
+        return x, y
+    idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], size=max_points, replace=False))
+    return x[idx], (y[idx] if y is not None else None)
+
+
+def _umap(
+    x: np.ndarray, seed: int, n_neighbors: int, min_dist: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """UMAP embedding of ``x`` and its protocol parameters."""
+    import umap  # lazy: slow import and first-call JIT compilation
+
+    params = {
+        "n_neighbors": int(min(n_neighbors, x.shape[0] - 1)),
+        "min_dist": float(min_dist),
+        "metric": "euclidean",
+        "n_components": 2,
+        "random_state": seed,
+        "n_jobs": 1,
+        "umap_version": getattr(umap, "__version__", "unknown"),
+    }
+    reducer = umap.UMAP(
+        n_neighbors=params["n_neighbors"],
+        min_dist=min_dist,
+        metric="euclidean",
+        n_components=2,
+        random_state=seed,
+    )
+    with warnings.catch_warnings():  # seeding forces n_jobs=1; that is intended
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        return np.asarray(reducer.fit_transform(x)), params
+
+
+def _tsne(x: np.ndarray, seed: int, perplexity: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """t-SNE embedding of ``x`` and its protocol parameters."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    params = {
+        "perplexity": float(min(perplexity, x.shape[0] - 1)),
+        "init": "pca",
+        "n_components": 2,
+        "random_state": seed,
+    }
+    # one OpenMP thread: with torch's and numba's runtimes loaded, more threads contend
+    # (t-SNE on 200 points went from ~1 s to ~40 s on a busy 2-core machine)
+    with threadpool_limits(1, user_api="openmp"):
+        emb = TSNE(
+            n_components=2, init="pca", perplexity=params["perplexity"], random_state=seed
+        ).fit_transform(x)
+    return np.asarray(emb), params
+
+
+def _plot_embedding(
+    emb: np.ndarray, y: np.ndarray | None, path: str | Path, *, axis: str, title: str
+) -> Path:
+    """Scatter ``emb`` coloured by class ``y`` (one colour when None) and save it to ``path``."""
+    fig, ax = _subplots(figsize=(7.5, 6.5), dpi=100)
+    if y is None:
+        ax.scatter(emb[:, 0], emb[:, 1], s=3, c="tab:blue", alpha=0.7, linewidths=0)
+    else:
+        _scatter_classes(ax, emb, y)
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _scatter_classes(ax: Any, emb: np.ndarray, y: np.ndarray) -> None:
+    """One colour per class of ``y``, with a legend right of the axes."""
+    classes = np.unique(y)
+    for colour, cls in zip(_class_colours(len(classes)), classes, strict=True):
+        m = y == cls
+        ax.scatter(emb[m, 0], emb[m, 1], s=3, color=colour, alpha=0.7, linewidths=0, label=str(cls))
+    ax.legend(
+        title="class",
+        markerscale=4,
+        fontsize=8,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        frameon=False,
+        ncol=1 if len(classes) <= 20 else 2,
+    )
 
 
 def _read_curves_csv(csv_path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:

@@ -26,7 +26,7 @@ from cvae.experiments.compare import comparison, verdict_span
 from cvae.experiments.paper import BUDGETS, Budget, Paper, PaperNumber, Row
 from cvae.experiments.papers import get_paper, paper_number
 from cvae.experiments.papers.btvae_paper import LATENT_FIGURE
-from cvae.experiments.results import METRICS_FILE, aggregate, format_aggregate
+from cvae.experiments.results import METRICS_FILE, Aggregate, aggregate, format_aggregate
 from cvae.experiments.sweep import SweepJob, run_jobs, run_name
 from cvae.experiments.verdict import judge
 from cvae.methods import check_config
@@ -200,54 +200,104 @@ def paper_tables(
     """``{table: [line, ...]}``, one line per (row, metric) with the :data:`COLUMNS` (and the
     verdict's ``status``, empty without a paper number); ``missing`` maps skipped datasets to
     their message, ``failed`` run names to their error."""
-    failed = failed or {}
     skipped = set(missing or {})
     tables: dict[str, list[dict[str, str]]] = {}
     for row in spec.rows:
-        main = [p for p in planned if p.row == row and not p.variant]
-        if not main:
+        runs = _RowRuns.of(row, planned, runs_dir)
+        if runs is None:
             continue
-        code = [p for p in planned if p.row == row and p.variant]
-        cfg = main[0].job.config
-        target = _preset_epochs(row.preset)
-        fraction = cfg.train.epoch_fraction if cfg is not None else 1.0
-        seeds = ",".join(str(p.seed) for p in main)
-        why = _why_not(main[0], skipped, failed)
+        why = _why_not(runs.main[0], skipped, failed or {})
         for metric in row.metrics:
-            agg = aggregate([runs_dir / p.job.name for p in main], metric)
-            if why and agg.mean is None:
-                agg.reason = why
-            entry = paper_number(cfg, metric) if cfg is not None else None
-            unit = entry.unit if entry is not None else ""
-            refs = []
-            if code:
-                coded = aggregate([runs_dir / p.job.name for p in code], metric)
-                refs.append(f"{code[0].job.name.split(',')[0]}: {format_aggregate(coded, unit)}")
-            if metric in row.code:
-                variant = aggregate([runs_dir / p.job.name for p in main], row.code[metric])
-                refs.append(f"{row.code[metric]}: {format_aggregate(variant, unit)}")
-            epochs = cfg.train.epochs if cfg is not None else target
-            part = "" if fraction == 1.0 else f" x {fraction:g}"
-            ours = format_aggregate(agg, unit)
-            if agg.mean is not None and not spec.seeded and len(agg.values) == 1:
-                ours = f"{ours} (1 run)"
-            verdict = None
-            if entry is not None:
-                verdict = judge(entry, agg, target_epochs=target, fraction=fraction)
-            tables.setdefault(row.table, []).append(
-                {
-                    "row": row.label,
-                    "metric": metric,
-                    "paper": _paper_text(entry),
-                    "ours": ours,
-                    "reference code": "; ".join(refs) or "—",
-                    "budget": f"{budget}: {epochs}{part} of {target} epochs",
-                    "seeds": seeds,
-                    "verdict": verdict.text if verdict is not None else "no paper number",
-                    "status": verdict.status if verdict is not None else "",
-                }
-            )
+            line = _table_line(spec, budget, runs, metric, why)
+            tables.setdefault(row.table, []).append(line)
     return tables
+
+
+@dataclass(frozen=True)
+class _RowRuns:
+    """One row's planned runs: its ``main`` seeds and its reference-code variant ``code``."""
+
+    row: Row
+    main: list[PlannedRun]
+    code: list[PlannedRun]
+    runs_dir: Path
+
+    @classmethod
+    def of(cls, row: Row, planned: Sequence[PlannedRun], runs_dir: Path) -> _RowRuns | None:
+        """The runs of ``row`` in ``planned``; None when it has no main run."""
+        main = [p for p in planned if p.row == row and not p.variant]
+        code = [p for p in planned if p.row == row and p.variant]
+        return cls(row, main, code, runs_dir) if main else None
+
+    @property
+    def config(self) -> C.RunConfig | None:
+        return self.main[0].job.config
+
+    def aggregate(self, runs: Sequence[PlannedRun], metric: str) -> Aggregate:
+        return aggregate([self.runs_dir / p.job.name for p in runs], metric)
+
+
+def _table_line(
+    spec: Paper, budget: str, runs: _RowRuns, metric: str, why: str | None
+) -> dict[str, str]:
+    """The table line of ``metric`` in ``runs``' row; ``why`` explains a missing value."""
+    cfg = runs.config
+    target = _preset_epochs(runs.row.preset)
+    fraction = cfg.train.epoch_fraction if cfg is not None else 1.0
+    agg = runs.aggregate(runs.main, metric)
+    if why and agg.mean is None:
+        agg.reason = why
+    entry = paper_number(cfg, metric) if cfg is not None else None
+    unit = entry.unit if entry is not None else ""
+    verdict, status = _verdict(entry, agg, target, fraction)
+    return {
+        "row": runs.row.label,
+        "metric": metric,
+        "paper": _paper_text(entry),
+        "ours": _ours_text(agg, unit, spec.seeded),
+        "reference code": "; ".join(_references(runs, metric, unit)) or "—",
+        "budget": _budget_text(budget, cfg, target, fraction),
+        "seeds": ",".join(str(p.seed) for p in runs.main),
+        "verdict": verdict,
+        "status": status,
+    }
+
+
+def _verdict(
+    entry: PaperNumber | None, agg: Aggregate, target: int, fraction: float
+) -> tuple[str, str]:
+    """The verdict's text and status; ``("no paper number", "")`` without a paper number."""
+    if entry is None:
+        return "no paper number", ""
+    verdict = judge(entry, agg, target_epochs=target, fraction=fraction)
+    return verdict.text, verdict.status
+
+
+def _ours_text(agg: Aggregate, unit: str, seeded: bool) -> str:
+    """Our value; an unseeded paper's single run is marked as such."""
+    ours = format_aggregate(agg, unit)
+    if agg.mean is not None and not seeded and len(agg.values) == 1:
+        return f"{ours} (1 run)"
+    return ours
+
+
+def _references(runs: _RowRuns, metric: str, unit: str) -> list[str]:
+    """The reference-code variant's value and the row's code-specific metric, when present."""
+    refs = []
+    if runs.code:
+        coded = runs.aggregate(runs.code, metric)
+        refs.append(f"{runs.code[0].job.name.split(',')[0]}: {format_aggregate(coded, unit)}")
+    if metric in runs.row.code:
+        variant = runs.aggregate(runs.main, runs.row.code[metric])
+        refs.append(f"{runs.row.code[metric]}: {format_aggregate(variant, unit)}")
+    return refs
+
+
+def _budget_text(budget: str, cfg: C.RunConfig | None, target: int, fraction: float) -> str:
+    """``budget: <epochs>[ x <fraction>] of <target> epochs``."""
+    epochs = cfg.train.epochs if cfg is not None else target
+    part = "" if fraction == 1.0 else f" x {fraction:g}"
+    return f"{budget}: {epochs}{part} of {target} epochs"
 
 
 @functools.cache

@@ -259,12 +259,26 @@ def _check_request(cfg: RunConfig, run_dir: Path) -> None:
 
 @dataclass
 class _Active:
+    """A run waiting for or running its ``commands``, numbered in the sweep's order."""
+
     number: int
     run: SweepRun
     commands: list[list[str]]
     env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-    log: IO[str] | None = None
+
+
+@dataclass
+class _Running:
+    """An active run's current command: its process and the train.log it writes to."""
+
+    active: _Active
+    proc: subprocess.Popen[bytes]
+    log: IO[str]
+
+
+_Planned = tuple[SweepJob, SweepRun, list[list[str]]]
+_DONE = {"start": "done", "resume": "resumed", "eval": "evaluated"}
+_SETTLED = {"skip": "skipped", "fail": "failed"}
 
 
 def run_jobs(
@@ -285,17 +299,11 @@ def run_jobs(
     if parallel < 1:
         raise ConfigError(f"--jobs must be >= 1, got {parallel}")
     out = Path(out)
-    names = [j.name for j in jobs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"several runs would share the directory {out / dupes[0]}")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = max(1, (cores or 1) // parallel)
-    planned = []
+    _check_unique(jobs, out)
+    share = _thread_share(parallel)
+    planned: list[_Planned] = []
     for job in jobs:  # plan everything before touching the disk: a conflict stops the sweep
-        if job.config is not None and job.config.train.threads is None:
-            job = dataclasses.replace(job, config=C.from_plain(job.config.to_dict()))
-            job.config.train.threads = share  # type: ignore[union-attr]
+        job = _with_threads(job, share)
         run = SweepRun(job.name, out / job.name, job.overrides, "", message=job.error or "")
         run.status, commands = plan_run(
             job, run.run_dir, evaluate=evaluate, eval_config=eval_config
@@ -304,22 +312,51 @@ def run_jobs(
     runs = [run for _, run, _ in planned]
     if dry_run:
         return runs
-    queue = []
-    for number, (job, run, commands) in enumerate(planned, 1):
-        if run.status in ("skip", "fail"):
-            run.status = {"skip": "skipped", "fail": "failed"}[run.status]
-            _collect(run)
-            continue
-        if run.status == "start":
-            run.run_dir.mkdir(parents=True, exist_ok=True)
-            C.save_yaml(job.config, run.run_dir / REQUEST)  # type: ignore[arg-type]
-        threads = str(job.config.train.threads)  # type: ignore[union-attr]
-        queue.append(_Active(number, run, commands, _child_env(threads)))
+    queue = [_enqueue(number, *p) for number, p in enumerate(planned, 1)]
     try:
-        _execute(queue, parallel, len(runs), echo)
+        _execute([a for a in queue if a is not None], parallel, len(runs), echo)
     finally:
         write_summary(runs, out)
     return runs
+
+
+def _check_unique(jobs: Sequence[SweepJob], out: Path) -> None:
+    """Refuse jobs whose names (hence run directories) collide."""
+    names = [j.name for j in jobs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"several runs would share the directory {out / dupes[0]}")
+
+
+def _thread_share(parallel: int) -> int:
+    """Threads per run when ``parallel`` runs share this process's cores (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // parallel)
+
+
+def _with_threads(job: SweepJob, share: int) -> SweepJob:
+    """``job`` with ``train.threads = share`` on a copy of its config, unless it sets them."""
+    if job.config is None or job.config.train.threads is not None:
+        return job
+    cfg = C.from_plain(job.config.to_dict())
+    cfg.train.threads = share
+    return dataclasses.replace(job, config=cfg)
+
+
+def _enqueue(
+    number: int, job: SweepJob, run: SweepRun, commands: list[list[str]]
+) -> _Active | None:
+    """The run to execute, its request written for a fresh start; None for a run that needs no
+    process (skipped, or failed before starting: :func:`plan_run` fails every job without a
+    config), which is settled and collected here."""
+    if job.config is None or run.status in _SETTLED:
+        run.status = _SETTLED[run.status]
+        _collect(run)
+        return None
+    if run.status == "start":
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        C.save_yaml(job.config, run.run_dir / REQUEST)
+    return _Active(number, run, commands, _child_env(str(job.config.train.threads)))
 
 
 def _child_env(threads: str) -> dict[str, str]:
@@ -331,72 +368,88 @@ def _child_env(threads: str) -> dict[str, str]:
 
 
 def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[str], None]) -> None:
-    done_status = {"start": "done", "resume": "resumed", "eval": "evaluated"}
+    """Run the ``queue``'s commands, ``parallel`` runs at a time, echoing each start and end."""
     pending = list(queue)
-    running: list[_Active] = []
+    running: list[_Running] = []
     try:
         while pending or running:
             while pending and len(running) < parallel:
                 active = pending.pop(0)
                 echo(f"[{active.number}/{total}] {active.run.status}: {active.run.name}")
-                _launch(active)
-                running.append(active)
+                running.append(_Running(active, *_launch(active)))
             time.sleep(0.1)
-            for active in list(running):
-                code = active.proc.poll()  # type: ignore[union-attr]
-                if code is None:
-                    continue
-                active.log.close()  # type: ignore[union-attr]
-                run = active.run
-                if code == 0 and active.commands:
-                    _launch(active)
-                    continue
-                running.remove(active)
-                run.returncode = code
-                if code == 0:
-                    run.status = done_status[run.status]
-                else:
-                    run.status, run.message = "failed", _last_line(run.run_dir / LOG)
-                _collect(run)
-                detail = f" (exit {code}: {run.message})" if code else ""
-                echo(f"[{active.number}/{total}] {run.status}: {run.name}{detail}")
+            for child in list(running):
+                if _advance(child):
+                    running.remove(child)
+                    _finish(child, total, echo)
     except KeyboardInterrupt:
-        _stop(running)
-        for active in running:
-            active.run.status = "interrupted"
-            active.run.returncode = active.proc.returncode  # type: ignore[union-attr]
-            _collect(active.run)
+        _interrupt(running)
         raise
 
 
-def _launch(active: _Active) -> None:
+def _advance(child: _Running) -> bool:
+    """Whether ``child``'s run has ended; a command that succeeded starts the run's next one."""
+    code = child.proc.poll()
+    if code is None:
+        return False
+    child.log.close()
+    if code == 0 and child.active.commands:
+        child.proc, child.log = _launch(child.active)
+        return False
+    return True
+
+
+def _finish(child: _Running, total: int, echo: Callable[[str], None]) -> None:
+    """Record the ended run's status, exit code and results, and echo them."""
+    run, code = child.active.run, child.proc.returncode
+    run.returncode = code
+    if code == 0:
+        run.status = _DONE[run.status]
+    else:
+        run.status, run.message = "failed", _last_line(run.run_dir / LOG)
+    _collect(run)
+    detail = f" (exit {code}: {run.message})" if code else ""
+    echo(f"[{child.active.number}/{total}] {run.status}: {run.name}{detail}")
+
+
+def _interrupt(running: list[_Running]) -> None:
+    """Stop the ``running`` children and record their runs as interrupted."""
+    _stop(running)
+    for child in running:
+        child.active.run.status = "interrupted"
+        child.active.run.returncode = child.proc.returncode
+        _collect(child.active.run)
+
+
+def _launch(active: _Active) -> tuple[subprocess.Popen[bytes], IO[str]]:
     """Start the next command of ``active``, appending its output to the run's train.log."""
     command = active.commands.pop(0)
     active.run.run_dir.mkdir(parents=True, exist_ok=True)
-    active.log = (active.run.run_dir / LOG).open("a")
-    active.log.write(f"$ {' '.join(command)}\n")
-    active.log.flush()
-    active.proc = subprocess.Popen(
+    log = (active.run.run_dir / LOG).open("a")
+    log.write(f"$ {' '.join(command)}\n")
+    log.flush()
+    proc = subprocess.Popen(
         command,
-        stdout=active.log,
+        stdout=log,
         stderr=subprocess.STDOUT,
         env=active.env,
         start_new_session=True,  # a terminal's Ctrl-C reaches the sweep, which forwards it once
     )
+    return proc, log
 
 
-def _stop(running: list[_Active]) -> None:
-    for active in running:
-        if active.proc is not None and active.proc.poll() is None:
-            active.proc.send_signal(signal.SIGINT)
+def _stop(running: list[_Running]) -> None:
+    for child in running:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGINT)
     deadline = time.monotonic() + STOP_SECONDS
-    for active in running:
+    for child in running:
         try:
-            active.proc.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+            child.proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            active.proc.kill()  # type: ignore[union-attr]
-            active.proc.wait()  # type: ignore[union-attr]
-        active.log.close()  # type: ignore[union-attr]
+            child.proc.kill()
+            child.proc.wait()
+        child.log.close()
 
 
 def _last_line(path: Path) -> str:
