@@ -33,12 +33,16 @@ TRAIN_FLAGS: dict[str, tuple[str, type, str]] = {
     "seed": ("train.seed", int, "seed of the initialisation, batches and views"),
     "precision": ("train.precision", str, "fp32 | bf16"),
 }
+
+
+def _flag_name(dest: str) -> str:
+    return "lambda" if dest == "lam" else dest.replace("_", "-")
+
+
 # the keys `--set` accepts besides dotted config keys, in `cvae train` and `cvae sweep`: every
-# train flag name, with - or _ (and `lambda` for --lambda)
-SET_ALIASES = {name: key for name, (key, _, _) in TRAIN_FLAGS.items()} | {
-    "lambda": TRAIN_FLAGS["lam"][0]
-}
-SET_ALIASES |= {name.replace("_", "-"): key for name, key in SET_ALIASES.items()}
+# train flag name, with - or _
+SET_ALIASES = {_flag_name(name): key for name, (key, _, _) in TRAIN_FLAGS.items()}
+SET_ALIASES |= {name.replace("-", "_"): key for name, key in SET_ALIASES.items()}
 RESUMABLE = {"epochs", "device", "threads"}
 
 
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="packaged preset name (see `cvae presets`) or a YAML file")
     t.add_argument("--config", help="YAML config file (applied after --preset)")
     for name, (key, kind, help) in TRAIN_FLAGS.items():
-        flag = "--lambda" if name == "lam" else "--" + name.replace("_", "-")
+        flag = "--" + _flag_name(name)
         choices = ["fp32", "bf16"] if name == "precision" else None
         t.add_argument(flag, dest=name, type=kind, choices=choices,
                        help=f"{help} (sets {key}; default: the preset's)")  # fmt: skip
