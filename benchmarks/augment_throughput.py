@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
-import kornia.augmentation as K
 import torch
 from torch import Tensor
 
 from cvae.augmentations import build_augment
+
+try:
+    import kornia.augmentation as K
+except ImportError:
+    sys.exit("this benchmark compares with kornia: pip install 'cvae[bench]' (or kornia>=0.7)")
 
 CASES = {  # preset -> (batch, channels, size)
     "cvae-mnist": (128, 1, 28),

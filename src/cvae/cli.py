@@ -17,93 +17,116 @@ from pathlib import Path
 
 from cvae.errors import CvaeError, TrainingDiverged
 
-# flag -> config key, for the common overrides (everything else: --set key=value)
-TRAIN_FLAGS = {
-    "method": "method",
-    "dataset": "data.dataset",
-    "data_dir": "data.data_dir",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "beta": "loss.terms.kl.weight",
-    "lam": "loss.terms.ntxent.weight",
-    "latent_dim": "model.latent_dim",
-    "device": "train.device",
-    "threads": "train.threads",
-    "seed": "train.seed",
-    "precision": "train.precision",
+# flag -> (config key, type, help), for the common overrides (everything else: --set key=value)
+TRAIN_FLAGS: dict[str, tuple[str, type, str]] = {
+    "method": ("method", str, "vae | cvae | btvae | crvae | aavae | ae | aaae"),
+    "dataset": ("data.dataset", str, "a name of cvae.data.DATASETS, e.g. mnist (docs/datasets.md)"),
+    "data_dir": ("data.data_dir", str, "folder holding the dataset files (or one per dataset)"),
+    "epochs": ("train.epochs", int, "training epochs"),
+    "batch_size": ("train.batch_size", int, "images per optimisation step"),
+    "lr": ("train.lr", float, "learning rate"),
+    "beta": ("loss.terms.kl.weight", float, "KL weight"),
+    "lam": ("loss.terms.ntxent.weight", float, "contrastive (NT-Xent) weight"),
+    "latent_dim": ("model.latent_dim", int, "size of the latent code"),
+    "device": ("train.device", str, "auto | cpu | cuda | cuda:N"),
+    "threads": ("train.threads", int, "torch CPU threads"),
+    "seed": ("train.seed", int, "seed of the initialisation, batches and views"),
+    "precision": ("train.precision", str, "fp32 | bf16"),
 }
+
+
+def _flag_name(dest: str) -> str:
+    return "lambda" if dest == "lam" else dest.replace("_", "-")
+
+
+# the keys `--set` accepts besides dotted config keys, in `cvae train` and `cvae sweep`: every
+# train flag name, with - or _
+SET_ALIASES = {_flag_name(name): key for name, (key, _, _) in TRAIN_FLAGS.items()}
+SET_ALIASES |= {name.replace("-", "_"): key for name, key in SET_ALIASES.items()}
 RESUMABLE = {"epochs", "device", "threads"}
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help when it has a default worth showing (not
+    None, False or empty); the train flags say which config key they set instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help, default = action.help or "", action.default
+        unset = default is None or default is False or default in ([], "", argparse.SUPPRESS)
+        if "%(default)" in help or unset:
+            return help
+        return f"{help} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from cvae import __version__
+
     parser = argparse.ArgumentParser(
         prog="cvae",
         description="Train and evaluate VAEs regularised with self-supervised objectives.",
+        formatter_class=_HelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"cvae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model into a run directory")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+
+    t = command("train", "train a model into a run directory")
     t.add_argument("--preset", help="packaged preset name (see `cvae presets`) or a YAML file")
     t.add_argument("--config", help="YAML config file (applied after --preset)")
-    t.add_argument("--method", help="vae | cvae | btvae | crvae | aavae | ae | aaae")
-    t.add_argument("--dataset", help="a name of cvae.data.DATASETS, e.g. mnist (docs/datasets.md)")
-    t.add_argument(
-        "--data-dir", help="folder holding the dataset files (or a root with one per dataset)"
-    )
+    for name, (key, kind, help) in TRAIN_FLAGS.items():
+        flag = "--" + _flag_name(name)
+        choices = ["fp32", "bf16"] if name == "precision" else None
+        t.add_argument(flag, dest=name, type=kind, choices=choices,
+                       help=f"{help} (sets {key}; default: the preset's)")  # fmt: skip
     t.add_argument(
         "--download", action="store_true", help="download missing files (checksum-verified)"
     )
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--beta", type=float, help="KL weight")
-    t.add_argument("--lambda", dest="lam", type=float, help="contrastive (NT-Xent) weight")
-    t.add_argument("--latent-dim", type=int)
-    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--threads", type=int, help="torch CPU threads")
     t.add_argument(
         "--devices",
         type=int,
         help="data-parallel processes on this machine (runs torchrun; CUDA: one GPU each)",
     )
-    t.add_argument("--seed", type=int)
-    t.add_argument("--precision", choices=["fp32", "bf16"])
     t.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
     t.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any config key, e.g. --set model.channels=[8,16,32]",
+        help="override any config key (or a flag name above), e.g. --set "
+        "model.channels=[8,16,32] or --set epochs=3; repeatable",
     )
     t.add_argument(
         "--out", type=Path, help="run directory (default: runs/<method>-<dataset>-<time>)"
     )
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (the epoch lines stay)"
+    )
     t.add_argument("--eval", action="store_true", help="run `cvae eval` on the result")
 
-    e = sub.add_parser("eval", help="evaluate a run: probes, KNN, figures -> metrics.json")
-    e.add_argument("run_dir", type=Path)
+    e = command("eval", "evaluate a run: probes, KNN, figures -> metrics.json")
+    e.add_argument("run_dir", type=Path, help="the run directory to evaluate")
     _eval_args(e)
 
-    d = sub.add_parser(
-        "demo", help="train and evaluate vae and cvae on the bundled digits (offline)"
-    )
-    d.add_argument("--out", type=Path, default=Path("demo-runs"))
-    d.add_argument("--epochs", type=int, default=40)
-    d.add_argument("--threads", type=int, default=None)
+    d = command("demo", "train and evaluate vae and cvae on the bundled digits (offline)")
+    d.add_argument("--out", type=Path, default=Path("demo-runs"), help="folder for the runs")
+    d.add_argument("--epochs", type=int, default=40, help="epochs of each run")
+    d.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
 
-    sub.add_parser("presets", help="list the packaged presets")
+    command("presets", "list the packaged presets")
 
-    c = sub.add_parser(
-        "compare", help="compare evaluated runs (and the papers' numbers): Markdown + HTML report"
+    c = command(
+        "compare", "compare evaluated runs (and the papers' numbers): Markdown + HTML report"
     )
-    c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    c.add_argument(
+        "run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="evaluated run directories"
+    )
     c.add_argument("--out", type=Path, required=True, help="folder for report.md and report.html")
-    c.add_argument("--title", help="report title")
-    s = sub.add_parser("sweep", help="train a grid of runs (resumable), evaluate, summarise")
+    c.add_argument("--title", help="report title (default: one made from the runs)")
+
+    s = command("sweep", "train a grid of runs (resumable), evaluate, summarise")
     s.add_argument("base", nargs="?", help="preset name or YAML config every run starts from")
     s.add_argument("--preset", help="same as BASE")
     s.add_argument("--config", help="YAML config file (applied after the preset)")
@@ -113,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=V1,V2,...",
         help="a grid axis (dotted key or a train flag name), e.g. "
-        "--set loss.terms.kl.weight=1e-3,1e-5",
+        "--set loss.terms.kl.weight=1e-3,1e-5 or --set epochs=3; repeatable",
     )
     s.add_argument("--out", type=Path, required=True, help="folder holding one dir per run")
     s.add_argument("--jobs", type=int, default=1, help="runs at once (each gets cores/N threads)")
@@ -123,9 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--dry-run", action="store_true", help="print what each run needs; do nothing")
 
-    r = sub.add_parser(
-        "reproduce", help="train, evaluate and report one paper's tables beside its numbers"
-    )
+    r = command("reproduce", "train, evaluate and report one paper's tables beside its numbers")
     r.add_argument("paper", help="cvae-paper | btvae-paper | crvae-paper | aavae-paper")
     r.add_argument(
         "--budget",
@@ -145,6 +166,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
     add_arguments(p)
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (shown only on a terminal)"
+    )
 
 
 def _train_config(args: argparse.Namespace):  # -> RunConfig
@@ -162,7 +186,7 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
         cfg = C.load_preset(args.preset) if args.preset else C.RunConfig()
         if args.config:
             cfg = C.from_dict(C.load_yaml(args.config), base=cfg)
-    for flag, key in TRAIN_FLAGS.items():
+    for flag, (key, _, _) in TRAIN_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             C.set_value(cfg, key, value)
@@ -173,7 +197,7 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
     if args.no_progress:
         cfg.train.progress = False
     for key, raw in C.parse_overrides(args.set).items():
-        C.set_value(cfg, key, raw)
+        C.set_value(cfg, SET_ALIASES.get(key, key), raw)
     from cvae.methods import check_config
 
     return check_config(cfg)
@@ -257,7 +281,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise CvaeError(f"threads must be an integer >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     try:
-        result = evaluate(args.run_dir, config)
+        result = evaluate(args.run_dir, config, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"cvae: eval interrupted; {_eval_kept(args.run_dir)}", file=sys.stderr)
         return 130
@@ -323,9 +347,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = C.load_preset(preset) if preset else C.RunConfig()
     if args.config:
         cfg = C.from_dict(C.load_yaml(args.config), base=cfg)
-    aliases = {**TRAIN_FLAGS, "lambda": TRAIN_FLAGS["lam"]}
-    aliases.update({k.replace("_", "-"): v for k, v in aliases.items()})
-    grid = parse_grid(args.set, aliases)
+    grid = parse_grid(args.set, SET_ALIASES)
     # a `kill` stops the children as Ctrl-C does (they keep their last checkpoint)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -4,13 +4,17 @@ produced it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from cvae.api import Run, dataset_sha256, load, read_data_info
 from cvae.data import DataSplits
@@ -36,6 +40,7 @@ def evaluate(
     config: EvalConfig | None = None,
     *,
     data: DataSplits | None = None,
+    progress: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``.
@@ -51,6 +56,9 @@ def evaluate(
     on data handed to the Python API needs them again; when the run recorded the sha256 of its
     training split, other data is refused (from the config) or noted (given here).
 
+    ``progress``: a bar over the metric and figure stages on stderr, with one line per finished
+    stage (name, seconds), when stderr is a terminal.
+
     ``metrics.json`` is rewritten (atomically) after every metric, with ``complete: false``
     until the end, so an interruption or a failure in the figures loses no number; a previous
     ``metrics.json`` is kept as ``metrics.previous.json``.
@@ -62,17 +70,42 @@ def evaluate(
     feature, source = choose_feature(run, cfg)
     ctx = EvalContext(run, cfg, splits, feature, Notes(notes))
     out = _MetricsFile(run.run_dir / "metrics.json", _header(ctx, provenance, source), ctx.notes)
+    bar = _Stages(len(METRICS) + len(FIGURES), progress)
     for spec in METRICS:
-        for name, metric in measure(spec, ctx).items():
-            out.put(name, metric)
+        with bar.stage("/".join(spec.names)):
+            for name, metric in measure(spec, ctx).items():
+                out.put(name, metric)
     folder = run.run_dir / "figures"
     folder.mkdir(exist_ok=True)
     for figure in FIGURES:
-        if ctx.unmet(figure.needs) is None:
-            out.figures.update(figure.draw(ctx, folder))
+        with bar.stage(f"figure {figure.draw.__name__.removeprefix('_')}"):
+            if ctx.unmet(figure.needs) is None:
+                out.figures.update(figure.draw(ctx, folder))
+    bar.close()
     out.seconds = round(time.perf_counter() - t0, 2)
     out.write()
     return out.to_json()
+
+
+class _Stages:
+    """The progress of an evaluation on stderr (terminals only): a bar over the stages and one
+    line per finished stage with its seconds."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc="eval", leave=False,
+                        disable=not (enabled and sys.stderr.isatty()))  # fmt: skip
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.bar.set_description(f"eval: {name}")
+        t0 = time.perf_counter()
+        yield
+        if not self.bar.disable:
+            self.bar.write(f"eval: {name} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def choose_feature(run: Run, cfg: EvalConfig) -> tuple[FeatureName, str]:

@@ -177,6 +177,7 @@ def _train(
     if ctx.main:  # every check passed: the first write
         guard.lock()
         _write_run_files(run_dir, cfg, data.train.shape, data.info)
+        print(_header(cfg, data, device, run_dir, epoch, ctx.world), flush=True)
     log = RunLog(run_dir, tc.tensorboard, epoch, rows) if ctx.main else None
     try:
         while epoch < tc.epochs:
@@ -189,7 +190,7 @@ def _train(
                 seconds = time.perf_counter() - t0
                 row.update(lr=loop.optimizer.param_groups[0]["lr"], seconds=round(seconds, 3))
                 row["images_per_sec"] = round((loop.steps - step) * tc.batch_size / seconds, 1)
-                log.log(row, print_summary=tc.progress, epochs=tc.epochs)
+                log.log(row, print_summary=True, epochs=tc.epochs)
             loop.schedule.on_epoch(row["train_loss"])
             epoch, step, sums, gen_state = epoch + 1, 0, {}, None
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
@@ -293,6 +294,25 @@ def _data_for_run(
             f"{len(data.val.images)} images goes to validation)"
         )
     return data, resolve(cfg, shape)
+
+
+def _header(
+    cfg: RunConfig, data: DataSplits, device: torch.device, run_dir: Path, epoch: int, world: int
+) -> str:
+    """The start-of-run block: what is trained, on what, where, for how long."""
+    tc = cfg.train
+    test = "none" if data.test is None else len(data.test)
+    sizes = f"train {len(data.train)}, val {len(data.val)}, test {test}"
+    start = f"from epoch {epoch} to {tc.epochs}" if epoch else f"{tc.epochs}"
+    processes = f" x {world} processes" if world > 1 else ""
+    lines = {
+        "method": f"{cfg.method} (preset: {cfg.preset or 'none'})",
+        "data": f"{data.name} {'x'.join(map(str, data.train.shape))} ({sizes})",
+        "device": f"{device}{processes}, {torch.get_num_threads()} threads, {tc.precision}",
+        "epochs": f"{start}, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}",
+        "run dir": str(run_dir),
+    }
+    return "\n".join(f"{k:>8}: {v}" for k, v in lines.items())
 
 
 def _write_run_files(
