@@ -53,12 +53,14 @@ def test_budgets_set_epochs_seeds_and_reference_code_variants():
 
     quick = R.plan("crvae-paper", "quick")
     assert _names(quick) == {
-        f"{p},train.seed={s}" for p in ("vae-crvae-mnist", "crvae-mnist") for s in (101, 202)
+        f"{p}-mnist,train.seed={s}"
+        for p in ("vae-crvae", "infovae", "infomaxvae", "crvae")
+        for s in (101, 202)
     }
     assert {p.job.config.train.epoch_fraction for p in quick} == {0.25}
     full = R.plan("crvae-paper", "paper")
     table3 = [p for p in full if p.row.table == "Table III" and not p.variant]
-    assert len(table3) == 4 * 2 * 5  # datasets x (VAE, CR-VAE) x seeds 101..505
+    assert len(table3) == 4 * 4 * 5  # datasets x (VAE, InfoVAE, InfoMax-VAE, CR-VAE) x seeds
     assert {p.seed for p in table3} == {101, 202, 303, 404, 505}
     ablation = [p for p in full if p.row.table.startswith("Fig. 4")]
     assert sorted(p.job.config.loss.terms.infonce.weight for p in ablation) == [
@@ -80,7 +82,8 @@ def test_budgets_set_epochs_seeds_and_reference_code_variants():
     assert lams == [-2.5e-4, 0, 2.5e-4, 2.5e-4, 2.5e-3, 0.025, 0.025, 0.25]  # + code, + d=2
     assert [p.job.config.model.latent_dim for p in bt if p.row.table.startswith("Fig. 3")] == [2]
     aavae = {p.job.name for p in R.plan("aavae-paper", "quick")}
-    assert "aavae-cifar10,train.seed=0" in aavae and len(aavae) == 5
+    assert {"aavae-cifar10,train.seed=0", "simclr-cifar10,train.seed=0"} <= aavae
+    assert len(aavae) == 6
 
 
 def test_bad_paper_budget_or_seeds_is_a_config_error():

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 _T = TypeVar("_T")
 
-TermName = Literal["recon", "kl", "ntxent", "barlow", "infonce"]
+TermName = Literal["recon", "kl", "ntxent", "barlow", "infonce", "mmd", "infomax"]
 """The objective terms; the keys of ``loss.terms``, ``loss.schedules`` and a stage's weights."""
 TERM_NAMES: tuple[TermName, ...] = get_args(TermName)
 
@@ -29,6 +29,10 @@ BarlowFeatures = Literal["mu+logvar", "z"]
 BarlowNorm = Literal["original", "reference"]
 EmaEvery = Literal["step", "epoch"]
 Negatives = Literal["queue", "in_batch"]
+NTXentFeatures = Literal["z", "mu"]
+MMDKernel = Literal["rbf", "imq"]
+MMDEstimator = Literal["biased", "unbiased"]
+MIDivergence = Literal["kl", "dv", "js"]
 Optimizer = Literal["adam", "sgd"]
 Scheduler = Literal["none", "exponential", "plateau", "warmup"]
 Precision = Literal["fp32", "bf16"]
@@ -173,6 +177,10 @@ class NTXentConfig(TermConfig):
     """lambda * NT-Xent between projections of two views' latent samples (CVAE)."""
 
     temperature: float = bounded(0.5, POSITIVE)
+    features: Literal["auto", NTXentFeatures] = "auto"
+    """auto: the method's default; z: the projection head on each view's latent sample (CVAE);
+    mu: the posterior mean itself, no extra head (SimCLR through an encoder whose mu layer is the
+    projection g(h), as the AAVAE ResNet's Linear-BN-ReLU-Linear; no decoder pass)."""
 
 
 @dataclass(slots=True)
@@ -209,6 +217,33 @@ class InfoNCEConfig(TermConfig):
 
 
 @dataclass(slots=True)
+class MMDConfig(TermConfig):
+    """InfoVAE (Zhao, Song, Ermon): MMD(q(z) || N(0, I)) on the batch's latent samples against as
+    many prior samples. InfoVAE's objective is recon + (1 - alpha) KL + (alpha + lambda - 1) MMD,
+    so the KL weight is ``1 - alpha`` and this weight ``alpha + lambda - 1``."""
+
+    kernel: MMDKernel = "rbf"
+    """rbf: Gaussian exp(-||a-b||^2 / c) (the InfoVAE paper); imq: c / (c + ||a-b||^2) (WAE)."""
+    bandwidth: float = bounded(1.0, POSITIVE)
+    """Kernel variance per latent dimension: c = 2 * latent_dim * bandwidth."""
+    estimator: MMDEstimator = "biased"
+    """biased: V-statistic, diagonals included (InfoVAE code); unbiased: U-statistic."""
+
+
+@dataclass(slots=True)
+class InfoMaxConfig(TermConfig):
+    """InfoMax-VAE (Rezaabad & Vishwanath): minus a dual f-divergence lower bound on I(x; z)
+    between the joint and the product of marginals (z shuffled within the batch), with a critic
+    MLP T(x, z) on the flattened view and the latent sample, trained jointly with the VAE."""
+
+    divergence: MIDivergence = "kl"
+    """kl: f-divergence dual of KL, E_j T - E_m exp(T - 1) (the paper's KL form); dv:
+    Donsker-Varadhan; js: the Jensen-Shannon form (Deep InfoMax)."""
+    hidden: int = bounded(512, AT_LEAST_ONE)
+    """Width of the critic's two hidden layers."""
+
+
+@dataclass(slots=True)
 class TermsConfig:
     """One sub-config per term, under the term's name."""
 
@@ -217,6 +252,8 @@ class TermsConfig:
     ntxent: NTXentConfig = field(default_factory=NTXentConfig)
     barlow: BarlowConfig = field(default_factory=BarlowConfig)
     infonce: InfoNCEConfig = field(default_factory=InfoNCEConfig)
+    mmd: MMDConfig = field(default_factory=MMDConfig)
+    infomax: InfoMaxConfig = field(default_factory=InfoMaxConfig)
 
     def __getitem__(self, name: TermName) -> TermConfig:
         term: TermConfig = getattr(self, name)
@@ -294,7 +331,8 @@ class TrainConfig:
 @dataclass(slots=True)
 class RunConfig:
     method: str = "vae"
-    """vae | cvae | btvae | crvae | aavae | ae | aaae (:data:`cvae.methods.METHODS`)."""
+    """vae | cvae | btvae | crvae | aavae | ae | aaae | infovae | infomaxvae | simclr
+    (:data:`cvae.methods.METHODS`)."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)

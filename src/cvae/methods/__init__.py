@@ -34,9 +34,11 @@ def build_method(cfg: RunConfig, image_shape: tuple[int, int, int]) -> Method:
     if activation == "auto" or value_range == "auto":
         raise ConfigError("build_method needs a resolved config (cvae.methods.resolve)")
     active = active_terms(cfg)
-    needs_head = any(TERMS[name].needs_head for name in active)
+    needs_head = any(TERMS[name].needs_head(cfg.loss.terms) for name in active)
     model = build_model(cfg.model, image_shape, activation, needs_head)
-    terms = {name: build_term(name, cfg.loss, model, cfg.train.seed) for name in active}
+    terms = {
+        name: build_term(name, cfg.loss, model, cfg.train.seed, image_shape) for name in active
+    }
     base = {name: cfg.loss.terms[name].weight or 0.0 for name in active}
     plan = WeightPlan(base, cfg.loss.schedules, cfg.loss.stages)
     augment = None if cfg.data.augment == "none" else build_augment(cfg.data.augment)

@@ -65,6 +65,8 @@ def _method_defaults(cfg: RunConfig, spec: MethodSpec) -> None:
     recon = cfg.loss.terms.recon
     if recon.target == "auto":
         recon.target = spec.recon_target
+    if cfg.loss.terms.ntxent.features == "auto":
+        cfg.loss.terms.ntxent.features = spec.ntxent_features
     if cfg.model.deterministic is None:
         cfg.model.deterministic = spec.deterministic
     if cfg.data.augment == "auto" and spec.augment is not None:
@@ -90,7 +92,7 @@ def _default_views(cfg: RunConfig, channels: int) -> str:
 
 
 def _check_heads(cfg: RunConfig, spec: MethodSpec) -> None:
-    heads = [n for n in active_terms(cfg, spec) if TERMS[n].needs_head]
+    heads = [n for n in active_terms(cfg, spec) if TERMS[n].needs_head(cfg.loss.terms)]
     if heads and not cfg.model.projection:
         raise ConfigError(
             f"the {heads[0]} term needs a projection head: model.projection must not be empty"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cvae.config import TermName
-from cvae.config.schema import ReconTarget
+from cvae.config.schema import NTXentFeatures, ReconTarget
 
 ProbeFeature = Literal["mu", "h"]
 """What a method's probes read: the posterior mean, or the encoder's representation before the
@@ -29,6 +29,8 @@ class MethodSpec:
     MNIST / CIFAR views)."""
     recon_target: ReconTarget = "view"
     """``loss.terms.recon.target`` when ``auto``."""
+    ntxent_features: NTXentFeatures = "z"
+    """``loss.terms.ntxent.features`` when ``auto``."""
     deterministic: bool = False
     """``model.deterministic`` when null (z = mu: the autoencoder baselines)."""
     probe_feature: ProbeFeature = "mu"
@@ -89,6 +91,30 @@ METHODS: dict[str, MethodSpec] = {
         augment=_SIMCLR,
         recon_target="clean",
         deterministic=True,
+        probe_feature="h",
+        linear_sgd=True,
+    ),
+    # InfoVAE / MMD-VAE (Zhao, Song, Ermon, AAAI 2019): recon + (1 - alpha) KL
+    # + (alpha + lambda - 1) MMD(q(z) || p(z)); the weights are kl = 1 - alpha and
+    # mmd = alpha + lambda - 1, here alpha = 0, lambda = 1000 (the KL kept, as the CR-VAE paper's
+    # InfoVAE row's KL next to its VAE's suggests)
+    "infovae": MethodSpec(
+        "ELBO with KL weight 1 - alpha + (alpha + lambda - 1) * MMD(q(z) || N(0, I))",
+        {"recon": 1.0, "kl": 1.0, "mmd": 999.0},
+    ),
+    # InfoMax-VAE (Rezaabad & Vishwanath, ISIT 2020): ELBO + weight * a critic's dual
+    # f-divergence lower bound on I(x; z), the critic trained jointly
+    "infomaxvae": MethodSpec(
+        "ELBO + weight * dual lower bound on I(x; z) with a jointly trained critic",
+        {"recon": 1.0, "kl": 1.0, "infomax": 1.0},
+    ),
+    # SimCLR (Chen et al., ICML 2020) as the decoder-free control of the AAVAE family: NT-Xent
+    # (loss.terms.ntxent.features = mu: the encoder's projection of h), recon and KL off
+    "simclr": MethodSpec(
+        "decoder-free SimCLR: NT-Xent between the encoder's projections of two views",
+        {"ntxent": 1.0},
+        augment=_SIMCLR,
+        ntxent_features="mu",
         probe_feature="h",
         linear_sgd=True,
     ),

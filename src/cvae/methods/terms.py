@@ -8,17 +8,29 @@ is one class here, a :data:`TERMS` entry, a line in :func:`build_term` and its s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from cvae.config import BarlowConfig, InfoNCEConfig, LossConfig, ReconConfig, TermName
+from cvae.config import (
+    BarlowConfig,
+    InfoMaxConfig,
+    InfoNCEConfig,
+    LossConfig,
+    MMDConfig,
+    NTXentConfig,
+    ReconConfig,
+    TermName,
+    TermsConfig,
+)
 from cvae.config.schema import ViewsRegularised
 from cvae.methods.base import Step, Term
 from cvae.networks.vae import VAE
 from cvae.objectives import (
+    Critic,
     KeyQueue,
     barlow_twins,
     bernoulli_nll,
@@ -28,6 +40,8 @@ from cvae.objectives import (
     info_nce_queue,
     kl_loss,
     make_ema_copy,
+    mi_lower_bound,
+    mmd,
     mse,
     nt_xent,
 )
@@ -93,18 +107,71 @@ class KL(Term):
 
 
 class NTXent(Term):
-    """SimCLR NT-Xent between the projections of views 1 and 2 (CVAE; :func:`nt_xent`), over the
-    global batch under data-parallel training (every process's projections are the negatives)."""
+    """SimCLR NT-Xent between the projections of views 1 and 2 (:func:`nt_xent`), over the
+    global batch under data-parallel training (every process's projections are the negatives).
+
+    ``features='z'`` (CVAE): the projection head on each view's latent sample; ``'mu'`` (the
+    ``simclr`` method): the posterior mean, which for the AAVAE ResNet encoder is SimCLR's
+    projection g(h) = W2 ReLU(BN(W1 h)) of the backbone's features h (no decoder pass).
+    """
 
     global_batch = True
 
-    def __init__(self, temperature: float) -> None:
+    def __init__(self, cfg: NTXentConfig) -> None:
         super().__init__()
-        self.temperature = temperature
+        self.temperature, self.features = cfg.temperature, cfg.features
 
     def forward(self, step: Step) -> torch.Tensor:
-        p1, p2 = step.gather(step.projection(0)), step.gather(step.projection(1))
-        return nt_xent(p1, p2, self.temperature)
+        def proj(v: int) -> torch.Tensor:
+            return step.gather(
+                step.posterior(v).mu if self.features == "mu" else step.projection(v)
+            )
+
+        return nt_xent(proj(0), proj(1), self.temperature)
+
+
+class MMD(Term):
+    """InfoVAE: MMD between the latent samples of the (global) batch and as many N(0, I) samples
+    drawn from the step's generator (:func:`cvae.objectives.mmd`); averaged over the regularised
+    views. Gradients reach the encoder through the reparameterised samples."""
+
+    global_batch = True
+
+    def __init__(self, cfg: MMDConfig, which: ViewsRegularised) -> None:
+        super().__init__()
+        self.kernel, self.bandwidth, self.estimator = cfg.kernel, cfg.bandwidth, cfg.estimator
+        self.which = which
+
+    def forward(self, step: Step) -> torch.Tensor:
+        def per_view(v: int) -> torch.Tensor:
+            z = step.gather(step.posterior(v).z)
+            prior = torch.randn(z.shape, generator=step.generator, device=z.device, dtype=z.dtype)
+            return mmd(z, prior, self.kernel, self.bandwidth, self.estimator)
+
+        return _mean_over_views(step, self.which, per_view)
+
+
+class InfoMax(Term):
+    """InfoMax-VAE: ``-bound``, the negative dual lower bound on I(x; z) (so a positive weight
+    maximises the mutual information), :func:`cvae.objectives.mi_lower_bound`.
+
+    Joint samples: (view 1, its latent sample); marginal samples: view 1 with the latents
+    permuted within the batch (a permutation from the step's generator). The critic
+    ``T(x, z)`` (:class:`cvae.objectives.Critic`) is a submodule, so it is in the optimizer and
+    the checkpoint; encoder and critic both minimise ``-bound`` (nothing is detached, unlike the
+    CR-VAE code's ``info_loss.item()``). Under data-parallel training the bound is per process.
+    """
+
+    def __init__(self, cfg: InfoMaxConfig, image_shape: tuple[int, int, int], latent_dim: int):
+        super().__init__()
+        self.critic = Critic(math.prod(image_shape), latent_dim, cfg.hidden)
+        self.divergence = cfg.divergence
+
+    def forward(self, step: Step) -> torch.Tensor:
+        x, z = step.views[0], step.posterior(0).z
+        perm = torch.randperm(len(z), generator=step.generator, device=z.device)
+        bound = mi_lower_bound(self.critic(x, z), self.critic(x, z[perm]), self.divergence)
+        return -bound
 
 
 class BarlowTwins(Term):
@@ -197,27 +264,37 @@ class MoCoInfoNCE(Term):
 class TermSpec:
     views: int
     """Views of each image the term compares."""
-    needs_head: bool = False
-    """Whether it reads the projection head (``model.projection``)."""
+    needs_head: Callable[[TermsConfig], bool] = lambda terms: False
+    """Whether, under these term settings, it reads the projection head (``model.projection``)."""
 
 
 TERMS: dict[TermName, TermSpec] = {
     "recon": TermSpec(views=1),
     "kl": TermSpec(views=1),
-    "ntxent": TermSpec(views=2, needs_head=True),
+    "ntxent": TermSpec(views=2, needs_head=lambda terms: terms.ntxent.features != "mu"),
     "barlow": TermSpec(views=1),
     "infonce": TermSpec(views=2),
+    "mmd": TermSpec(views=1),
+    "infomax": TermSpec(views=1),
 }
 
 
-def build_term(name: TermName, loss: LossConfig, model: VAE, seed: int) -> Term:
+def build_term(
+    name: TermName,
+    loss: LossConfig,
+    model: VAE,
+    seed: int,
+    image_shape: tuple[int, int, int],
+) -> Term:
     """The term ``name`` from its sub-config (``loss.terms.<name>``) and what it needs."""
     terms, which = loss.terms, loss.views_regularised
     builders: dict[TermName, Callable[[], Term]] = {
         "recon": lambda: Reconstruction(terms.recon, which),
         "kl": lambda: KL(which),
-        "ntxent": lambda: NTXent(terms.ntxent.temperature),
+        "ntxent": lambda: NTXent(terms.ntxent),
         "barlow": lambda: BarlowTwins(terms.barlow),
         "infonce": lambda: MoCoInfoNCE(terms.infonce, model.encoder, model.latent_dim, seed),
+        "mmd": lambda: MMD(terms.mmd, which),
+        "infomax": lambda: InfoMax(terms.infomax, image_shape, model.latent_dim),
     }
     return builders[name]()

@@ -126,11 +126,9 @@ def _open_run(
     if not resume:
         return None, []
     ckpt = load_run_checkpoint(run_dir / CHECKPOINT)
-    saved = from_plain(ckpt["config"])
-    changed = [
-        k for k in changed_keys(saved, resolve(cfg, tuple(ckpt["image_shape"])))
-        if k not in RESUMABLE_KEYS
-    ]  # fmt: skip
+    shape = tuple(ckpt["image_shape"])
+    saved = resolve(from_plain(ckpt["config"]), shape)  # keys added since it was saved: defaults
+    changed = [k for k in changed_keys(saved, resolve(cfg, shape)) if k not in RESUMABLE_KEYS]
     if changed:
         raise ConfigError(
             f"{run_dir}: the config differs from the run's checkpoint in {', '.join(changed)}; "
