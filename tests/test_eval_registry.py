@@ -89,7 +89,8 @@ def test_registry_names_are_unique_and_needs_known():
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_probe_feature_and_linear_sgd_follow_the_method_spec(method):
-    aavae_paper = method in ("aavae", "ae", "aaae")  # AAVAE spec 8.4: h and the SGD protocol
+    # the AAVAE paper's protocol (h and the SGD linear evaluation) for its arms and SimCLR
+    aavae_paper = method in ("aavae", "ae", "aaae", "simclr")
     assert probe_feature(method) == ("h" if aavae_paper else "mu")
     assert linear_sgd_default(method) is aavae_paper
 
@@ -122,3 +123,29 @@ def test_unlabeled_evaluation_marks_the_probes_unavailable_in_one_note(trained):
     assert "nll_iwae: skipped (--iwae-k 0)" in result["notes"]
     assert result["feature_source"] == "method spec (vae: mu)" and result["complete"]
     assert json.loads((trained / "metrics.json").read_text()) == result
+
+
+@pytest.mark.parametrize(
+    ("method", "recon", "decoder_trained"),
+    [("vae", None, True), ("simclr", None, False), ("cvae", 0.0, False), ("btvae", 0.0, True)],
+)
+def test_trains_decoder_follows_the_active_terms(method, recon, decoder_trained):
+    from cvae.config import RunConfig
+    from cvae.methods import resolve
+    from cvae.methods.resolve import trains_decoder
+
+    cfg = RunConfig(method=method)
+    cfg.loss.terms.recon.weight = recon
+    assert trains_decoder(resolve(cfg, (1, 8, 8))) is decoder_trained  # BT decodes x_hat
+
+
+def test_decoder_free_run_marks_decoder_metrics_and_figures_unavailable(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--method", "cvae", *TINY, "--set", "loss.terms.recon.weight=0"]
+    assert main([*argv, "--out", str(run)]) == 0
+    result = evaluate(run, embedding="none", iwae_n=50, fid_n=0, linear_epochs=0)
+    m = result["metrics"]
+    for name in ("recon_nll", "nll_iwae"):
+        assert m[name]["value"] is None and "decoder-free" in m[name]["unavailable"]
+    assert m["kl"]["value"] is not None and m["knn_weighted_cosine"]["value"] is not None
+    assert not {"reconstructions", "samples", "interpolations"} & set(result["figures"])

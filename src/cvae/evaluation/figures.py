@@ -134,10 +134,10 @@ def _view_similarity(c: EvalContext, folder: Path) -> dict[str, Any]:
 
 
 FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec(_reconstructions),
-    FigureSpec(_samples),
+    FigureSpec(_reconstructions, ("decoder",)),
+    FigureSpec(_samples, ("decoder",)),
     FigureSpec(_curves),
-    FigureSpec(_interpolations),
+    FigureSpec(_interpolations, ("decoder",)),
     FigureSpec(_embeddings),
     FigureSpec(_kl_per_dim),
     FigureSpec(_view_similarity, ("views",)),

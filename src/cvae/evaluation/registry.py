@@ -32,10 +32,11 @@ from cvae.evaluation.probes import (
 )
 from cvae.evaluation.views import view_cosine_similarity
 from cvae.methods import METHODS
+from cvae.methods.resolve import trains_decoder
 from cvae.methods.specs import ProbeFeature
 
 FeatureName = ProbeFeature
-Need = Literal["labels", "posterior", "likelihood", "views"]
+Need = Literal["labels", "posterior", "decoder", "likelihood", "views"]
 VIEW_IMAGES = 8  # images of the view-similarity matrix (AAVAE Fig. 5)
 
 FEATURES: dict[FeatureName, str] = {
@@ -201,6 +202,11 @@ NEEDS: dict[Need, Callable[[EvalContext], str | None]] = {
         "deterministic autoencoder (z = mu): no posterior q(z|x)"
         if c.run.model.deterministic
         else None
+    ),
+    "decoder": lambda c: (
+        None
+        if trains_decoder(c.run.config)
+        else "decoder-free training (no active term trains the decoder): it is untrained"
     ),
     "likelihood": lambda c: c.likelihood if isinstance(c.likelihood, str) else None,
     "views": lambda c: (
@@ -403,11 +409,11 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(("mutual_information_full",), _mutual_information(True), ("posterior",)),
     MetricSpec(("marginal_kl",), _marginal_kl, ("posterior",)),
     MetricSpec(("active_units",), lambda c: Metric.from_dict(active_units(c.posterior[0]))),
-    MetricSpec(("recon_nll",), _recon_nll),
+    MetricSpec(("recon_nll",), _recon_nll, ("decoder",)),
     MetricSpec(
         ("nll_iwae",),
         _nll_iwae,
-        ("posterior", "likelihood"),
+        ("posterior", "decoder", "likelihood"),
         _off_when("--iwae-k", lambda o: o.iwae_k),
     ),
     # probes: frozen features of the train split -> labels of the evaluation split
@@ -424,7 +430,9 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec(("linear_sgd",), _linear_sgd, ("labels",), _linear_sgd_off),
     # generation and invariance
-    MetricSpec(("fid_domain", "fid_inception"), _fid, (), _off_when("--fid-n", lambda o: o.fid_n)),
+    MetricSpec(
+        ("fid_domain", "fid_inception"), _fid, ("decoder",), _off_when("--fid-n", lambda o: o.fid_n)
+    ),
     MetricSpec(("view_cosine_within", "view_cosine_between"), _views, ("views",)),
 )
 """Every metric of ``cvae eval``, in the order computed and written."""

@@ -44,6 +44,11 @@ def active_terms(cfg: RunConfig, spec: MethodSpec | None = None) -> list[TermNam
     return [n for n in TERM_NAMES if _weight(cfg, n, spec) != 0.0 or n in staged]
 
 
+def trains_decoder(cfg: RunConfig) -> bool:
+    """Whether any active term of a resolved config trains the decoder (not so for SimCLR)."""
+    return any(TERMS[name].decodes for name in active_terms(cfg))
+
+
 def _weight(cfg: RunConfig, name: TermName, spec: MethodSpec | None) -> float:
     weight = cfg.loss.terms[name].weight
     if weight is None:

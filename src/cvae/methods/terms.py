@@ -266,13 +266,15 @@ class TermSpec:
     """Views of each image the term compares."""
     needs_head: Callable[[TermsConfig], bool] = lambda terms: False
     """Whether, under these term settings, it reads the projection head (``model.projection``)."""
+    decodes: bool = False
+    """Whether its gradient trains the decoder."""
 
 
 TERMS: dict[TermName, TermSpec] = {
-    "recon": TermSpec(views=1),
+    "recon": TermSpec(views=1, decodes=True),
     "kl": TermSpec(views=1),
     "ntxent": TermSpec(views=2, needs_head=lambda terms: terms.ntxent.features != "mu"),
-    "barlow": TermSpec(views=1),
+    "barlow": TermSpec(views=1, decodes=True),
     "infonce": TermSpec(views=2),
     "mmd": TermSpec(views=1),
     "infomax": TermSpec(views=1),
