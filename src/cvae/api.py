@@ -163,8 +163,8 @@ def load(run_dir: str | Path, device: str = "cpu", checkpoint: str = "last") -> 
     except (CvaeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CvaeError(f"{path}: not a checkpoint this cvae can load ({one_line(err)})") from None
     load_state(method, state, path, "model")
-    state = method.state_dict().items()
-    bad = [k for k, v in state if v.is_floating_point() and not bool(v.isfinite().all())]
+    loaded = method.state_dict().items()
+    bad = [k for k, v in loaded if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise CvaeError(f"{path}: {len(bad)} tensors hold NaN or inf (e.g. {bad[0]}): it diverged")
     method.eval()

@@ -1,4 +1,5 @@
-"""Command-line interface: ``cvae train | eval | export | compare | sweep | reproduce | demo | presets``.
+"""Command-line interface: ``cvae train | eval | export | compare | sweep | reproduce | demo |
+presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
 interrupted or diverged run keeps its last good checkpoint and says how to resume; any other

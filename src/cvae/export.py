@@ -93,7 +93,11 @@ def model_card(
     front: dict[str, Any] = {
         "library_name": "cvae",
         "license": "mit",
-        "tags": ["cvae", "vae", "self-supervised-learning", "representation-learning", cfg.method],
+        "tags": list(
+            dict.fromkeys(
+                ["cvae", "vae", "self-supervised-learning", "representation-learning", cfg.method]
+            )
+        ),
     }
     if dataset in PUBLIC_DATASETS:
         front["datasets"] = [dataset]
@@ -127,8 +131,11 @@ def model_card(
         "",
         f"- dataset: `{dataset}`, images {'x'.join(map(str, run.image_shape))}, "
         f"value range {run.value_range}",
-        *(f"- {key}: {_cell(data[key])}" for key in ("source", "sizes", "split_seed",
-                                                     "val_fraction", "sha256") if key in data),
+        *(
+            f"- {key}: {_cell(data[key])}"
+            for key in ("source", "sizes", "split_seed", "val_fraction", "sha256")
+            if key in data
+        ),
         "",
         "## Metrics",
         "",
