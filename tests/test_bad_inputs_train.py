@@ -19,7 +19,7 @@ from badinput import TINY_TRAIN, expect_refusal, private_copy, train_tiny
 from cvae.cli import main
 from cvae.errors import CvaeError
 from cvae.training import checkpoint as checkpoint_module
-from cvae.training.checkpoint import CHECKPOINT, all_finite, load_checkpoint, save_checkpoint
+from cvae.training.checkpoint import BEST, CHECKPOINT, all_finite, load_checkpoint, save_checkpoint
 from cvae.training.rundir import RunDir
 from cvae.training.runlog import read_metrics
 
@@ -302,7 +302,7 @@ def test_full_disk_during_training_is_one_line_naming_the_file(capsys, tmp_path,
 
     monkeypatch.setattr(checkpoint_module.os, "fsync", full)
     out = tmp_path / "run"
-    needle = f"{out / CHECKPOINT}: cannot write checkpoint"
+    needle = f"{out / BEST}: cannot write checkpoint"  # best.pt is written before last.pt
     expect_refusal(capsys, ["train", *ONE_STEP, "--out", str(out)], code=2, needle=needle,
                    root=tmp_path)  # fmt: skip
 

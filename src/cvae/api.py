@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
-from cvae.config import RunConfig, ValueRange, from_plain
+from cvae.config import RunConfig, ValueRange, from_plain, load_yaml
 from cvae.data.base import IN_MEMORY, DataSplits, ImageDataset, from_float, to_float
 from cvae.errors import CvaeError, one_line
 from cvae.methods import Method, build_method, resolve
 from cvae.networks import VAE
 from cvae.training import TrainResult
 from cvae.training import train as _train
-from cvae.training.checkpoint import CHECKPOINT, load_run_checkpoint, load_state
+from cvae.training.checkpoint import CHECKPOINTS, load_run_checkpoint, load_state
 from cvae.training.trainer import resolve_device
 
 
@@ -124,8 +124,14 @@ class Run:
         return self.decode(z.flatten(0, 1)).view(len(mu_a), steps, *self.image_shape)
 
 
-def load(run_dir: str | Path, device: str = "cpu") -> Run:
-    """Load the last checkpoint of a run directory written by ``cvae train``.
+EXPORT_WEIGHTS = "model.safetensors"
+"""The weights file that marks a folder written by ``cvae export`` (:mod:`cvae.export`)."""
+
+
+def load(run_dir: str | Path, device: str = "cpu", checkpoint: str = "last") -> Run:
+    """Load a run directory written by ``cvae train`` (its ``checkpoint``: ``last`` or ``best``)
+    or a folder written by ``cvae export`` (``model.safetensors``, ``config.yaml``,
+    ``meta.json``).
 
     A checkpoint that is not one of this package's runs (missing keys, other shapes, non-finite
     weights) raises a one-line :class:`CvaeError`.
@@ -133,27 +139,53 @@ def load(run_dir: str | Path, device: str = "cpu") -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CvaeError(f"{run_dir}: run directory not found")
+    if checkpoint not in CHECKPOINTS:
+        raise CvaeError(f"unknown checkpoint {checkpoint!r}: use {' or '.join(CHECKPOINTS)}")
     try:
         dev = resolve_device(device)
     except RuntimeError:
         raise CvaeError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto") from None
-    path = run_dir / CHECKPOINT
-    ckpt = load_run_checkpoint(path, map_location=dev)
+    if (run_dir / EXPORT_WEIGHTS).is_file():
+        path = run_dir / EXPORT_WEIGHTS
+        config, image_shape, epoch, state = _read_export(run_dir, dev)
+    else:
+        path = run_dir / CHECKPOINTS[checkpoint]
+        ckpt = load_run_checkpoint(path, map_location=dev)
+        config, image_shape, epoch, state = (
+            ckpt["config"], ckpt["image_shape"], ckpt["epoch"], ckpt["method"]
+        )  # fmt: skip
     try:
-        c, h, w = (int(n) for n in ckpt["image_shape"])
+        c, h, w = (int(n) for n in image_shape)
         shape = (c, h, w)
-        cfg = resolve(from_plain(ckpt["config"]), shape)
+        cfg = resolve(from_plain(config), shape)
         method = build_method(cfg, shape).to(dev)
-        epoch = int(ckpt["epoch"])
+        epoch = int(epoch)
     except (CvaeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CvaeError(f"{path}: not a checkpoint this cvae can load ({one_line(err)})") from None
-    load_state(method, ckpt["method"], path, "model")
-    state = method.state_dict().items()
-    bad = [k for k, v in state if v.is_floating_point() and not bool(v.isfinite().all())]
+    load_state(method, state, path, "model")
+    loaded = method.state_dict().items()
+    bad = [k for k, v in loaded if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
         raise CvaeError(f"{path}: {len(bad)} tensors hold NaN or inf (e.g. {bad[0]}): it diverged")
     method.eval()
     return Run(run_dir, cfg, method, shape, epoch, dev)
+
+
+def _read_export(
+    folder: Path, device: torch.device
+) -> tuple[dict[str, Any], Any, Any, dict[str, torch.Tensor]]:
+    """An export folder's (config, image shape, epoch, state dict); unreadable: CvaeError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = _read_json(folder / "meta.json")
+    if meta is None:
+        raise CvaeError(f"{folder / 'meta.json'}: missing or unreadable (not a cvae export?)")
+    try:
+        state = load_file(folder / EXPORT_WEIGHTS, device=str(device))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CvaeError(f"{folder / EXPORT_WEIGHTS}: unreadable ({one_line(err)})") from None
+    return load_yaml(folder / "config.yaml"), meta.get("image_shape"), meta.get("epoch"), state
 
 
 def train(
@@ -221,9 +253,18 @@ def _splits(data: DataSplits) -> list[tuple[str, ImageDataset | None]]:
 
 
 def read_data_info(run_dir: Path) -> dict[str, Any]:
-    """The run's ``data.json`` (what it was trained on), or ``{}`` when absent or unreadable."""
-    try:
-        info = json.loads((run_dir / "data.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    """The run's ``data.json`` (what it was trained on; in an export folder, ``meta.json``'s
+    ``data``), or ``{}`` when absent or unreadable."""
+    info = _read_json(run_dir / "data.json")
+    if info is None:
+        info = (_read_json(run_dir / "meta.json") or {}).get("data")
     return info if isinstance(info, dict) else {}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None when absent, unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -1,4 +1,5 @@
-"""Command-line interface: ``cvae train | eval | compare | sweep | reproduce | demo | presets``.
+"""Command-line interface: ``cvae train | eval | export | compare | sweep | reproduce | demo |
+presets``.
 
 Errors in the user's input (data, config, run directory) print one line and exit 2; an
 interrupted or diverged run keeps its last good checkpoint and says how to resume; any other
@@ -109,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     e = command("eval", "evaluate a run: probes, KNN, figures -> metrics.json")
     e.add_argument("run_dir", type=Path, help="the run directory to evaluate")
     _eval_args(e)
+
+    x = command("export", "write a run's weights, config and model card to a hub-ready folder")
+    x.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run directory to export")
+    x.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    x.add_argument(
+        "--checkpoint",
+        choices=["last", "best"],
+        default="last",
+        help="last.pt, or best.pt (the epoch with the lowest validation loss)",
+    )
 
     d = command("demo", "train and evaluate vae and cvae on the bundled digits (offline)")
     d.add_argument("--out", type=Path, default=Path("demo-runs"), help="folder for the runs")
@@ -303,6 +314,14 @@ def _eval_kept(run_dir: Path) -> str:
     return f"no metric was computed yet; {path} is unchanged"
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from cvae.export import export
+
+    out = export(args.run_dir, args.out, checkpoint=args.checkpoint)
+    print(f"exported {args.run_dir} ({args.checkpoint}) -> {out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cvae.demo import run_demo
 
@@ -401,6 +420,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "export": cmd_export,
     "demo": cmd_demo,
     "presets": cmd_presets,
     "compare": cmd_compare,

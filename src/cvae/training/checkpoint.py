@@ -7,6 +7,7 @@ augmentation/noise generator state and the global torch RNG states.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -19,6 +20,12 @@ from cvae.errors import CvaeError, TrainingDiverged, one_line
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 """A run's checkpoint, relative to its directory."""
+
+BEST = Path("checkpoints") / "best.pt"
+"""The run's checkpoint at its lowest validation loss (``best_epoch``, ``best_val_loss``)."""
+
+CHECKPOINTS = {"last": CHECKPOINT, "best": BEST}
+"""Checkpoint choices (``cvae export --checkpoint``) -> path relative to a run directory."""
 
 
 def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
@@ -141,7 +148,8 @@ class Checkpointer:
     """Owns what an exact resume needs: the method's and optimizer's state, the LR schedule's,
     the global RNG states, the position (epoch, step), the epoch's running sums and the
     augmentation generator's state. It writes nothing non-finite: a diverged run keeps its
-    last good checkpoint."""
+    last good checkpoint. It also keeps ``best.pt`` beside ``last.pt`` (:meth:`save_best`); the
+    best epoch and validation loss so far travel in every checkpoint, so a resume keeps them."""
 
     def __init__(
         self,
@@ -155,6 +163,8 @@ class Checkpointer:
     ) -> None:
         self.path, self.method, self.optimizer, self.schedule = path, method, optimizer, schedule
         self.config, self.image_shape, self.writer = config, image_shape, writer
+        self.best: dict[str, Any] = {}
+        """``{"best_epoch", "best_val_loss"}`` once a validation loss was seen."""
 
     def restore(
         self, ckpt: dict[str, Any]
@@ -165,6 +175,7 @@ class Checkpointer:
         load_state(self.optimizer, ckpt["optimizer"], self.path, "optimizer")
         load_state(self.schedule, ckpt["scheduler"], self.path, "scheduler")
         set_rng_state(ckpt["rng"])
+        self.best = {k: ckpt[k] for k in ("best_epoch", "best_val_loss") if k in ckpt}
         return ckpt["epoch"], ckpt["step"], ckpt["sums"], ckpt["generator"]
 
     def check_finite(self, where: str) -> None:
@@ -189,9 +200,22 @@ class Checkpointer:
         Every process calls it (the finiteness check); the writer alone writes."""
         where = f"after epoch {epoch + 1} step {step}" if step else f"after epoch {epoch}"
         self.check_finite(where)
-        if not self.writer:
-            return
-        payload = {
+        if self.writer:
+            save_checkpoint(self._payload(epoch, step, generator, sums), self.path)
+
+    def save_best(self, epoch: int, val_loss: float) -> bool:
+        """After ``epoch`` epochs (weights checked finite), write ``best.pt`` if ``val_loss`` is
+        the lowest so far (the writer alone: it validated); return whether it did."""
+        if not self.writer or val_loss >= self.best.get("best_val_loss", math.inf):
+            return False
+        self.best = {"best_epoch": epoch, "best_val_loss": val_loss}
+        save_checkpoint(self._payload(epoch, 0, None, {}), self.path.with_name(BEST.name))
+        return True
+
+    def _payload(
+        self, epoch: int, step: int, generator: torch.Tensor | None, sums: dict[str, float]
+    ) -> dict[str, Any]:
+        return {
             "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
@@ -202,5 +226,5 @@ class Checkpointer:
             "rng": rng_state(),
             "config": self.config,
             "image_shape": self.image_shape,
+            **self.best,
         }
-        save_checkpoint(payload, self.path)

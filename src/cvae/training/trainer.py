@@ -191,6 +191,8 @@ def _train(
                 log.log(row, print_summary=True, epochs=tc.epochs)
             loop.schedule.on_epoch(row["train_loss"])
             epoch, step, sums, gen_state = epoch + 1, 0, {}, None
+            if "val_loss" in row:  # before last.pt, which records the best so far
+                loop.saver.save_best(epoch, row["val_loss"])
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 loop.saver.save(epoch, 0, None, {})
         ctx.barrier()  # every process returns once the last checkpoint is written
