@@ -278,6 +278,7 @@ def test_report_renders_one_model_to_markdown_and_html(tmp_path: Path) -> None:
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = cvae.RunConfig(method="cvae")
     cfg.data.dataset = "digits"
+    cfg.data.augment = "cvae-mnist"  # named: auto gives none on 8x8 digits
     cfg.model.channels = [16, 32]
     cfg.train.epochs = 1
     cfg.train.lr = 1e-3
