@@ -421,3 +421,21 @@ def test_unjittered_images_are_unchanged() -> None:
     out = augment.apply(x, params)
     assert 0 < kept.sum() < 64
     assert torch.equal(out[kept], x[kept]) and not torch.equal(out[~kept], x[~kept])
+
+
+@pytest.mark.parametrize(
+    ("method", "views"), [("cvae", "cvae-mnist"), ("crvae", "crvae"), ("simclr", "simclr-cifar")]
+)
+def test_auto_views_fit_the_image_size(method: str, views: str) -> None:
+    from cvae.augmentations.config import fits
+    from cvae.config import RunConfig
+    from cvae.methods import resolve
+    from cvae.methods.resolve import num_views
+
+    cfg = RunConfig(method=method)
+    small = resolve(cfg, (1, 8, 8))  # 8x8 digits: the 28-pixel views do not fit
+    assert num_views(small) == 2 and small.data.augment == "none"
+    assert resolve(cfg, (1, 28, 28)).data.augment == views
+    assert fits("cvae-mnist", 14) and not fits("cvae-mnist", 13) and fits("none", 1)
+    cfg.data.augment = "crvae"  # named explicitly: kept (its ops are fractions of the image)
+    assert resolve(cfg, (1, 8, 8)).data.augment == "crvae"

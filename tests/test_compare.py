@@ -278,6 +278,7 @@ def test_report_renders_one_model_to_markdown_and_html(tmp_path: Path) -> None:
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = cvae.RunConfig(method="cvae")
     cfg.data.dataset = "digits"
+    cfg.data.augment = "cvae-mnist"  # named: auto gives none on 8x8 digits
     cfg.model.channels = [16, 32]
     cfg.train.epochs = 1
     cfg.train.lr = 1e-3
@@ -348,3 +349,36 @@ def test_interpolation_rows_are_endpoints_and_path(digits_run: Path, tmp_path: P
     torch.testing.assert_close(
         run.interpolate(imgs[:1], imgs[5:6], steps=4)[0, -1], run.reconstruct(imgs[5:6])[0]
     )
+
+
+def _probe(name: str, feature: str) -> dict:
+    return {"value": 0.9, "protocol": {"name": name, "feature_name": feature}}
+
+
+def test_compare_notes_runs_probed_on_different_features(tmp_path: Path) -> None:
+    def run(name: str, preset: str, feature: str, knn_feature: str, source: str | None) -> Path:
+        metrics = {
+            "logreg_standard": _probe("logreg_standard", feature),
+            "linear_adam": _probe("linear_adam", feature),
+            "knn_weighted_cosine": _probe("knn_weighted_cosine", knn_feature),
+            "kl": {"value": 3.0, "protocol": {"name": "kl"}},
+        }
+        path = _fake_run(tmp_path, name, preset, 1, metrics)
+        data = json.loads((path / "metrics.json").read_text())
+        if source is not None:
+            data["feature_source"] = source
+        (path / "metrics.json").write_text(json.dumps(data))
+        return path
+
+    vae = run("vae", "vae-aavae-cifar10", "mu", "mu", "method spec (vae: mu)")
+    aavae = run("aavae", "aavae-cifar10", "h", "mu", "method spec (aavae: h)")
+    old = run("old", "aavae-cifar10", "h", "mu", None)  # a metrics.json without feature_source
+    notes = compare([vae, aavae, old], tmp_path / "out")["notes"]
+    line = (
+        "logreg_standard, linear_adam: the runs were probed on different features: "
+        "vae mu (method spec (vae: mu)), aavae h (method spec (aavae: h)), old h"
+    )
+    assert [n for n in notes if "different features" in n] == [line]
+    assert f"- {line}" in (tmp_path / "out" / "report.md").read_text()
+    same = compare([aavae, old], tmp_path / "same")["notes"]
+    assert not any("different features" in n for n in same)

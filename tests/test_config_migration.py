@@ -21,7 +21,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 OLD_CONFIGS = sorted((FIXTURES / "old_configs").glob("*.yaml"))
 OLD_RUN = FIXTURES / "old_run_crvae_digits"
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-ADDED_SINCE = ("loss.terms.ntxent.features", "loss.terms.mmd.", "loss.terms.infomax.")
+ADDED_SINCE = (
+    "loss.terms.ntxent.features",
+    "loss.terms.mmd.",
+    "loss.terms.infomax.",
+    "loss.terms.infonce.epoch_momentum",
+)
 """Keys of terms and options added after the fixtures were written (their defaults apply)."""
 
 

@@ -112,13 +112,13 @@ def test_unlabeled_evaluation_marks_the_probes_unavailable_in_one_note(trained):
     result = evaluate(trained, data=bare, embedding="none", iwae_k=0, fid_n=0, linear_epochs=0)
     m = result["metrics"]
     probes = ("logreg_paper", "logreg_standard", "perceptron_probe", "knn_weighted_cosine")
-    for name in (*probes, "knn_uniform_euclidean"):
+    for name in (*probes, "knn_weighted_cosine_k20", "knn_uniform_euclidean"):
         assert m[name] == Metric.missing(name, "unlabeled dataset").to_json()
     assert "linear_adam" not in m and "nll_iwae" not in m and "fid_domain" not in m
     assert m["kl"]["value"] > 0 and m["view_cosine_within"]["value"] is not None
     assert (
         "logreg_paper, logreg_standard, perceptron_probe, knn_weighted_cosine, "
-        "knn_uniform_euclidean: unlabeled dataset" in result["notes"]
+        "knn_weighted_cosine_k20, knn_uniform_euclidean: unlabeled dataset" in result["notes"]
     )
     assert "nll_iwae: skipped (--iwae-k 0)" in result["notes"]
     assert result["feature_source"] == "method spec (vae: mu)" and result["complete"]
@@ -149,3 +149,15 @@ def test_decoder_free_run_marks_decoder_metrics_and_figures_unavailable(tmp_path
         assert m[name]["value"] is None and "decoder-free" in m[name]["unavailable"]
     assert m["kl"]["value"] is not None and m["knn_weighted_cosine"]["value"] is not None
     assert not {"reconstructions", "samples", "interpolations"} & set(result["figures"])
+
+
+def test_knn_at_k20_and_k200_states_the_clipping(trained):
+    result = evaluate(trained, embedding="none", iwae_k=0, fid_n=0, linear_epochs=0)
+    m, notes = result["metrics"], result["notes"]
+    big, small = m["knn_weighted_cosine"]["protocol"], m["knn_weighted_cosine_k20"]["protocol"]
+    assert big["k_requested"] == 200 and small["k_requested"] == 20
+    assert small["k_used"] == 20 and small["clipped_reason"] is None
+    assert big["k_used"] < 200 and "smallest class count" in big["clipped_reason"]
+    line = f"knn_weighted_cosine: {big['clipped_reason']}: k={big['k_used']} used"
+    assert line in notes and not any(n.startswith("knn_weighted_cosine_k20:") for n in notes)
+    assert m["knn_uniform_euclidean"]["protocol"]["k_used"] == big["k_used"]

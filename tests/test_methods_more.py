@@ -74,6 +74,26 @@ def test_crvae_paper_variant_ema_per_epoch_in_batch_negatives():
     )
 
 
+@pytest.mark.parametrize("epoch_momentum", [None, 0.5])
+def test_crvae_per_epoch_ema_keeps_what_per_step_updates_would(epoch_momentum):
+    m = make("crvae", (1, 8, 8), infonce={"ema_every": "epoch", "epoch_momentum": epoch_momentum})
+    term = m.terms["infonce"]
+    before = [p.clone() for p in term.key_encoder.parameters()]
+    for seed in range(3):  # 3 training steps, one evaluation step: 3 counted
+        m(batch(shape=(1, 8, 8)), torch.Generator().manual_seed(seed))
+    m(batch(shape=(1, 8, 8)), torch.Generator().manual_seed(9), train=False)
+    assert term.steps == 3
+    with torch.no_grad():
+        for p in m.model.encoder.parameters():
+            p.add_(1.0)
+    online = [p.detach().clone() for p in m.model.encoder.parameters()]
+    m.after_epoch()
+    keep = 0.99**3 if epoch_momentum is None else epoch_momentum  # derived: m_step ** steps
+    for b, k, o in zip(before, term.key_encoder.parameters(), online, strict=True):
+        torch.testing.assert_close(k, keep * b + (1 - keep) * o)
+    assert term.steps == 0
+
+
 def test_btvae_gradient_reaches_decoder_through_reconstruction():
     m = make("btvae", barlow={"weight": 1.0}, recon={"weight": 0.0}, kl={"weight": 0.0})
     assert set(m.terms) == {"barlow"}

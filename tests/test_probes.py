@@ -118,10 +118,14 @@ def test_logistic_accepts_torch_and_rejects_bad_shapes() -> None:
 
 def _hand_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Query on the x-axis. Nearest (cosine): class 0 at 0° (sim 1), class 1 at ±60° (sim 0.5),
-    then class 0 at 180° (sim -1), which k=3 excludes."""
+    then class 0 at 180° (sim -1), which k=3 excludes; a class-0 and a class-1 point far away
+    near 180° make 3 per class (k is clipped to the smallest class count)."""
     c60, s60 = 0.5, math.sqrt(3) / 2
-    bank = np.array([[5.0, 0.0], [c60, s60], [c60, -s60], [-1.0, 0.0]], dtype=np.float32)
-    bank_y = np.array([0, 1, 1, 0])
+    bank = np.array(
+        [[5.0, 0.0], [c60, s60], [c60, -s60], [-1.0, 0.0], [-9.0, 0.1], [-9.0, -0.1]],
+        dtype=np.float32,
+    )
+    bank_y = np.array([0, 1, 1, 0, 0, 1])
     query = np.array([[0.2, 0.0]], dtype=np.float32)
     return bank, bank_y, query
 
@@ -151,14 +155,20 @@ def test_weighted_knn_hand_case_weighted_beats_majority() -> None:
     assert uni["value"] == 1.0
 
 
-def test_weighted_knn_k_clipped_to_bank_size() -> None:
+def test_weighted_knn_k_clipped_to_smallest_class() -> None:
     bank, bank_y, query = _hand_case()
     res = knn_weighted_cosine(bank, bank_y, query, np.array([0]), k=200)
     p = res["protocol"]
-    assert p["k_requested"] == 200 and p["k"] == 4
-    # all 4 vote: class 0 = exp(10) + exp(-10) > class 1 = 2 exp(5)
+    assert p["k_requested"] == 200 and p["k"] == p["k_used"] == 3
+    assert p["clipped_reason"] == "k=200 exceeds the smallest class count of the bank (3)"
+    # the 3 nearest vote: class 0 = exp(10) > class 1 = 2 exp(5)
     assert res["value"] == 1.0
-    assert p["temperature"] == 0.1 and p["n_train"] == 4 and p["n_test"] == 1
+    assert p["temperature"] == 0.1 and p["n_train"] == 6 and p["n_test"] == 1
+    # one class of 2 in a bank of 6: k=5 -> 2; k within every class is not clipped
+    lopsided = np.array([0, 1, 1, 1, 1, 0])
+    assert knn_weighted_cosine(bank, lopsided, query, np.array([0]), k=5)["protocol"]["k"] == 2
+    kept = knn_weighted_cosine(bank, bank_y, query, np.array([0]), k=2)["protocol"]
+    assert kept["k"] == 2 and kept["clipped_reason"] is None
     assert p["num_classes"] == 2 and p["feature_name"] == "mu"
 
 
@@ -205,8 +215,10 @@ def test_uniform_euclidean_toy_data() -> None:
     p = res["protocol"]
     assert p["k"] == 50 and p["weights"] == "uniform" and p["feature_name"] == "h"
     assert p["n_train"] == 300 and p["n_test"] == 100
-    clipped = knn_uniform_euclidean(xb[:10], yb[:10], xq, yq, k=200)
-    assert clipped["protocol"]["k"] == 10 and clipped["protocol"]["k_requested"] == 200
+    clipped = knn_uniform_euclidean(xb[:10], yb[:10], xq, yq, k=200)["protocol"]
+    smallest = int(np.bincount(yb[:10])[np.bincount(yb[:10]) > 0].min())
+    assert clipped["k"] == smallest < 10 and clipped["k_requested"] == 200
+    assert clipped["clipped_reason"] is not None
     nb, nyb = _noise(600, seed=0)
     nq, nyq = _noise(600, seed=1)
     assert abs(knn_uniform_euclidean(nb, nyb, nq, nyq, k=25)["value"] - 0.2) < 0.07

@@ -154,3 +154,15 @@ PRESETS["crvae"] = AugmentConfig(
     crop_scale=(0.08, 1.0), hflip=0.5, jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale=0.2
 )
 PRESETS["simclr-cifar"] = PRESETS["crvae"]
+
+MADE_FOR: dict[str, int] = {"cvae-mnist": 28, "cvae-cifar": 32, "crvae": 28, "simclr-cifar": 32}
+"""The image side (pixels) each geometric pipeline was made for. Its crops, rotations and shifts
+are fractions of the image, but on images under half that side every resampled pixel covers
+more than 2x2 of the pixels the pipeline was tuned on and a one-pixel shift exceeds its largest
+translation: on 8x8 digits the MNIST views leave a positive pair barely closer than two random
+images (pixel cosine 0.715 vs 0.626)."""
+
+
+def fits(name: str, side: int) -> bool:
+    """Whether the named pipeline suits images whose smaller side is ``side`` pixels."""
+    return side * 2 >= MADE_FOR.get(name, 0)

@@ -206,9 +206,14 @@ class InfoNCEConfig(TermConfig):
     temperature: float = bounded(0.1, POSITIVE)
     queue_size: int = bounded(4096, AT_LEAST_ONE)
     momentum: float = bounded(0.99, UNIT)
-    """EMA momentum of the key encoder."""
+    """EMA momentum of the key encoder per training step."""
     ema_every: EmaEvery = "step"
     """step (CR-VAE code) | epoch (the paper's Algorithm 1)."""
+    epoch_momentum: float | None = bounded(None, UNIT)
+    """With ``ema_every: epoch``, the momentum of the one update per epoch; null: derived,
+    ``momentum ** steps`` over the epoch's training steps, so the key encoder keeps as much of its
+    weights per epoch as with per-step updates (0.99 per update would keep 61% of its random
+    initial weights after 50 epochs)."""
     negatives: Negatives = "queue"
     """queue (CR-VAE code, MoCo) | in_batch (the paper)."""
     separate_query: bool = True

@@ -23,6 +23,27 @@ ArrayLike = np.ndarray | torch.Tensor
 BANK_SPLIT = "bank = given bank set, queries = given query set"
 
 
+def clip_k(k: int, bank_y: torch.Tensor) -> tuple[int, str | None]:
+    """``k`` clipped to the smallest class count of the bank, and why it was clipped (None when
+    it was not): more neighbours than a class has force other classes into every vote of that
+    class, whatever the representation."""
+    counts = torch.bincount(bank_y)
+    smallest = int(counts[counts > 0].min())
+    if k <= smallest:
+        return k, None
+    return smallest, f"k={k} exceeds the smallest class count of the bank ({smallest})"
+
+
+def k_protocol(k: int, k_used: int, reason: str | None) -> dict[str, Any]:
+    """The protocol entries of a clipped ``k`` (``k`` is the value used)."""
+    return {
+        "k_requested": int(k),
+        "k": int(k_used),
+        "k_used": int(k_used),
+        "clipped_reason": reason,
+    }
+
+
 def _pick_device(*xs: Any) -> torch.device:
     """The device of the first torch tensor among ``xs`` (CPU when all are numpy)."""
     for x in xs:
@@ -128,7 +149,8 @@ def knn_weighted_cosine(
     Args:
         bank_x: ``[M, d]`` bank features (e.g. train-set μ); bank_y: ``[M]`` labels.
         query_x: ``[Q, d]`` query features (e.g. test-set μ); query_y: ``[Q]`` labels.
-        k: neighbours (spec: 200); clipped to ``M``, the value used is recorded.
+        k: neighbours (spec: 200); clipped to the smallest class count of the bank
+            (:func:`clip_k`), the value used and the reason are recorded.
         temperature: vote temperature (spec: 0.1).
         num_classes: ``C``; inferred as ``max(label) + 1`` over bank and queries when None.
         batch_size: queries per batch; bounds memory to ``batch_size * M`` similarities.
@@ -153,7 +175,7 @@ def knn_weighted_cosine(
         num_classes = inferred
     elif num_classes < inferred:
         raise ValueError(f"num_classes={num_classes} but labels go up to {inferred - 1}")
-    k_used = min(k, bx.shape[0])
+    k_used, reason = clip_k(k, by)
     preds = weighted_knn_predict(
         bx,
         by,
@@ -167,8 +189,7 @@ def knn_weighted_cosine(
     protocol = {
         **probe_protocol("knn_weighted_cosine", split, len(bx), len(qx), bx.shape[1], feature_name),
         "variant": "InstDisc/MoCo: L2-normalised, cosine top-k, votes exp(sim/T)",
-        "k_requested": int(k),
-        "k": int(k_used),
+        **k_protocol(k, k_used, reason),
         "temperature": float(temperature),
         "num_classes": int(num_classes),
         "dtype": "float32",
@@ -189,7 +210,8 @@ def knn_uniform_euclidean(
 ) -> dict[str, Any]:
     """sklearn ``KNeighborsClassifier(n_neighbors=k)`` accuracy (uniform weights, Euclidean).
 
-    This is the CR-VAE reference code's variant. ``k`` is clipped to the bank size.
+    This is the CR-VAE reference code's variant. ``k`` is clipped to the smallest class count of
+    the bank (:func:`clip_k`).
 
     Args:
         bank_x: ``[M, d]`` bank features; bank_y: ``[M]`` labels.
@@ -205,7 +227,7 @@ def knn_uniform_euclidean(
     bx, by, qx, qy = _bank_and_queries(
         bank_x, bank_y, query_x, query_y, torch.device("cpu"), torch.float64
     )
-    k_used = min(k, bx.shape[0])
+    k_used, reason = clip_k(k, by)
     clf = KNeighborsClassifier(n_neighbors=k_used)
     clf.fit(bx.numpy(), by.numpy())
     acc = float(clf.score(qx.numpy(), qy.numpy()))
@@ -218,8 +240,7 @@ def knn_uniform_euclidean(
         "weights": "uniform",
         "metric_distance": "minkowski p=2 (euclidean)",
         "algorithm": "auto",
-        "k_requested": int(k),
-        "k": int(k_used),
+        **k_protocol(k, k_used, reason),
         "sklearn_version": sklearn.__version__,
     }
     return {"value": acc, "protocol": protocol}

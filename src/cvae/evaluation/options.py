@@ -33,7 +33,12 @@ class EvalConfig:
     embedding: Embedding = _opt(
         "umap", "2-D embedding of the test mu (t-SNE stands in when umap-learn is missing)"
     )
-    knn_k: int = _opt(200, "neighbours of the KNN classifiers", low=1)
+    knn_k: int = _opt(
+        200,
+        "neighbours of the KNN classifiers (knn_weighted_cosine_k20 uses 20); clipped to the "
+        "smallest class count of the train bank",
+        low=1,
+    )
     knn_temperature: float = _opt(0.1, "temperature of the weighted-cosine KNN (> 0)")
     seed: int = _opt(0, "seed of every sampled quantity and figure", low=0)
     device: str = _opt("cpu", "cpu | cuda | cuda:N | auto")

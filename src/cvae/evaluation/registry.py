@@ -38,6 +38,7 @@ from cvae.methods.specs import ProbeFeature
 FeatureName = ProbeFeature
 Need = Literal["labels", "posterior", "decoder", "likelihood", "views"]
 VIEW_IMAGES = 8  # images of the view-similarity matrix (AAVAE Fig. 5)
+KNN_SMALL_K = 20  # the second weighted kNN (knn_weighted_cosine_k20), beside --knn-k
 
 FEATURES: dict[FeatureName, str] = {
     "mu": "mu (posterior mean, eval mode)",
@@ -339,13 +340,25 @@ def _on_features(
     return Metric.from_dict(raw)
 
 
-def _knn_weighted(c: EvalContext) -> Computed:
-    k, t = c.config.knn_k, c.config.knn_temperature
-    return _on_features(knn_weighted_cosine, "bank", c, k=k, temperature=t)
+def _knn(name: str, k: Callable[[EvalConfig], int]) -> Callable[[EvalContext], Computed]:
+    """The kNN probe ``name`` (weighted cosine, else uniform Euclidean) with ``k(config)``
+    neighbours; a ``k`` clipped to the smallest class count is stated in the notes."""
+    weighted = name.startswith("knn_weighted_cosine")
 
+    def compute(c: EvalContext) -> Computed:
+        if weighted:
+            options = {"temperature": c.config.knn_temperature}
+            metric = _on_features(knn_weighted_cosine, "bank", c, k=k(c.config), **options)
+        else:
+            metric = _on_features(knn_uniform_euclidean, "bank", c, k=k(c.config))
+        assert isinstance(metric, Metric)
+        p = metric.protocol
+        p["name"] = name
+        if p["clipped_reason"] is not None:
+            c.notes.lines.append(f"{name}: {p['clipped_reason']}: k={p['k_used']} used")
+        return metric
 
-def _knn_uniform(c: EvalContext) -> Computed:
-    return _on_features(knn_uniform_euclidean, "bank", c, k=c.config.knn_k)
+    return compute
 
 
 def _linear_adam(c: EvalContext) -> Computed:
@@ -420,8 +433,17 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(("logreg_paper",), _logreg_paper, ("labels",)),
     MetricSpec(("logreg_standard",), _fitted(logistic_regression_standard), ("labels",)),
     MetricSpec(("perceptron_probe",), _fitted(perceptron_probe), ("labels",)),
-    MetricSpec(("knn_weighted_cosine",), _knn_weighted, ("labels",)),
-    MetricSpec(("knn_uniform_euclidean",), _knn_uniform, ("labels",)),
+    MetricSpec(
+        ("knn_weighted_cosine",), _knn("knn_weighted_cosine", lambda o: o.knn_k), ("labels",)
+    ),
+    MetricSpec(
+        ("knn_weighted_cosine_k20",),
+        _knn("knn_weighted_cosine_k20", lambda _: KNN_SMALL_K),
+        ("labels",),
+    ),
+    MetricSpec(
+        ("knn_uniform_euclidean",), _knn("knn_uniform_euclidean", lambda o: o.knn_k), ("labels",)
+    ),
     MetricSpec(
         ("linear_adam",),
         _linear_adam,

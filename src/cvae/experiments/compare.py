@@ -61,9 +61,39 @@ def comparison(
         "runs": [{k: v for k, v in r.items() if k not in _INTERNAL} for r in runs],
         "metrics": metrics,
         "table": table,
-        "notes": list(notes) + [f"{r['name']}: {n}" for r in runs for n in r["notes"]],
+        "notes": [
+            *notes,
+            *feature_notes(table, runs),
+            *(f"{r['name']}: {n}" for r in runs for n in r["notes"]),
+        ],
     }
     return result, _report(result, runs)
+
+
+def feature_notes(
+    table: Mapping[str, Mapping[str, Mapping[str, Any]]], runs: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """One line per group of metrics whose runs were probed on different features (each probe's
+    ``protocol.feature_name``), naming each run's feature and why it was chosen."""
+    source = {r["name"]: r["feature_source"] for r in runs}
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for metric, cells in table.items():
+        used = tuple(
+            (run, str(cell["protocol"]["feature_name"]))
+            for run, cell in cells.items()
+            if "feature_name" in cell["protocol"]
+        )
+        if len({feature for _, feature in used}) > 1:
+            groups.setdefault(used, []).append(metric)
+
+    def who(run: str, feature: str) -> str:
+        return f"{run} {feature}" + (f" ({source[run]})" if source[run] else "")
+
+    return [
+        f"{', '.join(metrics)}: the runs were probed on different features: "
+        + ", ".join(who(*pair) for pair in used)
+        for used, metrics in groups.items()
+    ]
 
 
 # --------------------------------------------------------------------------- loading
@@ -103,6 +133,7 @@ def _load_run(run_dir: Path) -> dict[str, Any]:
         "eval_seed": data.get("seed"),
         "eval_split": data.get("eval_split"),
         "feature": data.get("feature"),
+        "feature_source": data.get("feature_source"),
         "config": config,
         "data": data,
         "metrics": data.get("metrics", {}),

@@ -5,6 +5,7 @@ defaults."""
 
 from __future__ import annotations
 
+from cvae.augmentations.config import fits
 from cvae.config import TERM_NAMES, RunConfig, TermName, from_plain, validate
 from cvae.data import DATASETS
 from cvae.data.base import IN_MEMORY
@@ -29,10 +30,15 @@ def check_config(cfg: RunConfig) -> RunConfig:
 
 def resolve(cfg: RunConfig, image_shape: tuple[int, int, int]) -> RunConfig:
     """A checked copy of ``cfg`` with every ``auto``/null value replaced by its concrete choice
-    for images of ``image_shape = (C, H, W)``."""
+    for images of ``image_shape = (C, H, W)``. ``data.augment: auto`` resolves to ``none`` when
+    the method's views were made for images over twice the size (:func:`fits`: e.g. the 28-pixel
+    MNIST views on 8x8 digits); a pipeline named explicitly is kept."""
     cfg = from_plain(check_config(cfg).to_dict())
+    auto_views = cfg.data.augment == "auto"
     _method_defaults(cfg, METHODS[cfg.method])
     _shape_defaults(cfg, image_shape[0])
+    if auto_views and not fits(cfg.data.augment, min(image_shape[1:])):
+        cfg.data.augment = "none"  # stored in config.yaml: the views this run trained on
     _check_combinations(cfg)
     return cfg
 

@@ -210,7 +210,10 @@ class MoCoInfoNCE(Term):
 
     Negatives: a FIFO queue of past keys (``negatives='queue'``, K=``queue_size``, code) or the
     other keys of the batch (``'in_batch'``, paper). EMA ``momentum`` per step before the keys are
-    computed (code) or per epoch (``ema_every='epoch'``, Algorithm 1). Keys are computed on a
+    computed (code) or once per epoch (``ema_every='epoch'``, Algorithm 1) with momentum
+    ``epoch_momentum``, by default ``momentum ** steps`` over the epoch's training steps (the
+    weight the key encoder keeps over an epoch of per-step updates; a mid-epoch resume counts
+    the steps since the resume). Keys are computed on a
     shuffled batch and unshuffled (MoCo's shuffled BN; within one process it only reorders).
     The key encoder and the queue are buffers/submodules, so checkpoints restore them exactly.
 
@@ -231,13 +234,16 @@ class MoCoInfoNCE(Term):
         self.queue = KeyQueue(latent_dim, cfg.queue_size, seed=seed)
         self.temperature, self.momentum = cfg.temperature, cfg.momentum
         self.ema_every, self.negatives = cfg.ema_every, cfg.negatives
+        self.epoch_momentum = cfg.epoch_momentum
         self.separate_query = cfg.separate_query
+        self.steps = 0  # training steps since the last per-epoch update
 
     def forward(self, step: Step) -> torch.Tensor:
         query = step.encode(step.views[0]) if self.separate_query else step.posterior(0)
         with torch.no_grad():
             if step.train and self.ema_every == "step":
                 ema_update(self.key_encoder, self._online[0], self.momentum)
+            self.steps += step.train
             x = step.gather(step.views[1], grad=False)
             perm = torch.randperm(len(x), generator=step.generator, device=x.device)
             shuffled = x[perm]
@@ -257,7 +263,11 @@ class MoCoInfoNCE(Term):
 
     def after_epoch(self) -> None:
         if self.ema_every == "epoch":
-            ema_update(self.key_encoder, self._online[0], self.momentum)
+            m = self.epoch_momentum
+            ema_update(
+                self.key_encoder, self._online[0], self.momentum**self.steps if m is None else m
+            )
+        self.steps = 0
 
 
 @dataclass(frozen=True)
