@@ -82,7 +82,7 @@ def test_crvae_per_epoch_ema_keeps_what_per_step_updates_would(epoch_momentum):
     for seed in range(3):  # 3 training steps, one evaluation step: 3 counted
         m(batch(shape=(1, 8, 8)), torch.Generator().manual_seed(seed))
     m(batch(shape=(1, 8, 8)), torch.Generator().manual_seed(9), train=False)
-    assert term.steps == 3
+    assert int(term.epoch_steps) == 3
     with torch.no_grad():
         for p in m.model.encoder.parameters():
             p.add_(1.0)
@@ -91,7 +91,7 @@ def test_crvae_per_epoch_ema_keeps_what_per_step_updates_would(epoch_momentum):
     keep = 0.99**3 if epoch_momentum is None else epoch_momentum  # derived: m_step ** steps
     for b, k, o in zip(before, term.key_encoder.parameters(), online, strict=True):
         torch.testing.assert_close(k, keep * b + (1 - keep) * o)
-    assert term.steps == 0
+    assert int(term.epoch_steps) == 0
 
 
 def test_btvae_gradient_reaches_decoder_through_reconstruction():
@@ -288,3 +288,20 @@ def test_training_improves_knn_over_untrained_across_seeds(tmp_path, mnist, meth
     gain = torch.tensor(gains, dtype=torch.float64)
     mean, se = gain.mean().item(), (gain.std() / len(gains) ** 0.5).item()
     assert mean > 4 * se, (mean, se, gains)
+
+
+def test_crvae_epoch_step_count_is_checkpointed_and_old_states_load():
+    """The per-epoch EMA's step count is a buffer (a mid-epoch resume restores it); a state dict
+    written before it existed loads with the count at 0."""
+    m = make("crvae", infonce={"ema_every": "epoch"})
+    term = dict(m.terms)["infonce"]
+    term.epoch_steps.fill_(7)
+    state = m.state_dict()
+    key = next(k for k in state if k.endswith("epoch_steps"))
+    assert int(state[key]) == 7
+    fresh = make("crvae", infonce={"ema_every": "epoch"})
+    fresh.load_state_dict(state)
+    assert int(dict(fresh.terms)["infonce"].epoch_steps) == 7
+    old = {k: v for k, v in state.items() if k != key}
+    fresh.load_state_dict(old)  # strict: no missing-key error
+    assert int(dict(fresh.terms)["infonce"].epoch_steps) == 0

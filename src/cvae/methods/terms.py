@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -212,10 +213,10 @@ class MoCoInfoNCE(Term):
     other keys of the batch (``'in_batch'``, paper). EMA ``momentum`` per step before the keys are
     computed (code) or once per epoch (``ema_every='epoch'``, Algorithm 1) with momentum
     ``epoch_momentum``, by default ``momentum ** steps`` over the epoch's training steps (the
-    weight the key encoder keeps over an epoch of per-step updates; a mid-epoch resume counts
-    the steps since the resume). Keys are computed on a
+    weight the key encoder keeps over an epoch of per-step updates). Keys are computed on a
     shuffled batch and unshuffled (MoCo's shuffled BN; within one process it only reorders).
-    The key encoder and the queue are buffers/submodules, so checkpoints restore them exactly.
+    The key encoder, the queue and the epoch's step count are buffers/submodules, so checkpoints
+    restore them exactly (also mid-epoch).
 
     Data-parallel (sharded step): the shuffle is over the global batch (MoCo's
     ``batch_shuffle_ddp``: the views are gathered, each process encodes its rows of the shuffled
@@ -224,6 +225,7 @@ class MoCoInfoNCE(Term):
     """
 
     global_batch = True
+    epoch_steps: torch.Tensor
 
     def __init__(self, cfg: InfoNCEConfig, encoder: nn.Module, latent_dim: int, seed: int) -> None:
         """``encoder``: the online encoder the key encoder follows; ``seed``: the queue's
@@ -236,14 +238,15 @@ class MoCoInfoNCE(Term):
         self.ema_every, self.negatives = cfg.ema_every, cfg.negatives
         self.epoch_momentum = cfg.epoch_momentum
         self.separate_query = cfg.separate_query
-        self.steps = 0  # training steps since the last per-epoch update
+        # training steps since the last per-epoch update (a buffer: mid-epoch resume is exact)
+        self.register_buffer("epoch_steps", torch.zeros((), dtype=torch.long))
 
     def forward(self, step: Step) -> torch.Tensor:
         query = step.encode(step.views[0]) if self.separate_query else step.posterior(0)
         with torch.no_grad():
             if step.train and self.ema_every == "step":
                 ema_update(self.key_encoder, self._online[0], self.momentum)
-            self.steps += step.train
+            self.epoch_steps.add_(int(step.train))
             x = step.gather(step.views[1], grad=False)
             perm = torch.randperm(len(x), generator=step.generator, device=x.device)
             shuffled = x[perm]
@@ -264,10 +267,14 @@ class MoCoInfoNCE(Term):
     def after_epoch(self) -> None:
         if self.ema_every == "epoch":
             m = self.epoch_momentum
-            ema_update(
-                self.key_encoder, self._online[0], self.momentum**self.steps if m is None else m
-            )
-        self.steps = 0
+            steps = int(self.epoch_steps)
+            ema_update(self.key_encoder, self._online[0], self.momentum**steps if m is None else m)
+        self.epoch_steps.zero_()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # checkpoints written before the step count was kept restore it as 0
+        state_dict.setdefault(f"{prefix}epoch_steps", torch.zeros((), dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 @dataclass(frozen=True)
