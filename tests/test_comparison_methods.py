@@ -150,7 +150,13 @@ PRESETS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "name",
+    [  # the CIFAR-10 networks take seconds just to build: integration tier
+        pytest.param(n, marks=pytest.mark.integration) if n.endswith("cifar10") else n
+        for n in sorted(PRESETS)
+    ],
+)
 def test_new_presets_resolve_build_and_take_a_step(name):
     torch.manual_seed(0)
     shape = PRESETS[name]
