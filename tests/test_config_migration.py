@@ -1,6 +1,7 @@
 """Configs written before the per-term sub-configs: old ``config.yaml`` files (fixtures written
-by that code: resolved presets, and a one-epoch crvae run on digits with its checkpoint) load
-under the new names, build, evaluate and resume."""
+by that code: resolved presets, and the config of a one-epoch crvae run on digits) load under the
+new names, build, evaluate and resume. No weights are committed: the old run's checkpoint is
+rebuilt in the test in the old format (old-format config inside, no buffers added since)."""
 
 import json
 import shutil
@@ -19,7 +20,7 @@ from cvae.training.trainer import CHECKPOINT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OLD_CONFIGS = sorted((FIXTURES / "old_configs").glob("*.yaml"))
-OLD_RUN = FIXTURES / "old_run_crvae_digits"
+OLD_RUN_CONFIG = FIXTURES / "old_run_crvae_digits" / "config.yaml"
 SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 ADDED_SINCE = (
     "loss.terms.ntxent.features",
@@ -53,7 +54,7 @@ def _old_flat(path: Path) -> dict:
 
 def test_fixtures_are_in_the_old_format():
     assert len(OLD_CONFIGS) == 5
-    for path in [*OLD_CONFIGS, OLD_RUN / "config.yaml"]:
+    for path in [*OLD_CONFIGS, OLD_RUN_CONFIG]:
         assert set(C.OLD_KEYS) <= set(_old_flat(path)), path.name
 
 
@@ -79,9 +80,26 @@ def test_load_yaml_migrates_for_readers_of_the_raw_mapping():
     assert "beta" not in data["loss"] and "weight" in data["loss"]["terms"]["kl"]
 
 
+ADDED_BUFFERS = ("epoch_steps",)
+"""State-dict entries added after the old format (their loaders default them)."""
+
+
+def old_run(run: Path) -> Path:
+    """A one-epoch run as the old code left it: trained from the old config, then its
+    ``config.yaml`` and the checkpoint's config replaced by the old format and the buffers added
+    since removed from the checkpoint."""
+    argv = ["train", "--config", str(OLD_RUN_CONFIG), "--epochs", "1", "--threads", "1"]
+    assert main([*argv, "--out", str(run)]) == 0
+    ckpt = load_checkpoint(run / CHECKPOINT)
+    ckpt["config"] = yaml.safe_load(OLD_RUN_CONFIG.read_text())
+    ckpt["method"] = {k: v for k, v in ckpt["method"].items() if not k.endswith(ADDED_BUFFERS)}
+    torch.save(ckpt, run / CHECKPOINT)
+    shutil.copy(OLD_RUN_CONFIG, run / "config.yaml")
+    return run
+
+
 def test_old_run_directory_loads_evaluates_and_resumes(tmp_path):
-    run = tmp_path / "old"
-    shutil.copytree(OLD_RUN, run)
+    run = old_run(tmp_path / "old")
     stored = load_checkpoint(run / CHECKPOINT)["config"]
     assert "beta" in stored["loss"]  # the checkpoint's own copy is in the old format too
     loaded = cvae.load(run)
@@ -100,7 +118,7 @@ def test_old_run_directory_loads_evaluates_and_resumes(tmp_path):
 
     # the resumed run equals one trained for two epochs from the start by today's code
     fresh = tmp_path / "fresh"
-    assert main(["train", "--config", str(OLD_RUN / "config.yaml"), "--epochs", "2",
+    assert main(["train", "--config", str(OLD_RUN_CONFIG), "--epochs", "2",
                  "--threads", "1", "--out", str(fresh)]) == 0  # fmt: skip
     a = load_checkpoint(run / CHECKPOINT)["method"]
     b = load_checkpoint(fresh / CHECKPOINT)["method"]
