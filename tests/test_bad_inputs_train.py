@@ -328,15 +328,18 @@ def test_ctrl_c_of_a_resumed_run_says_how_to_resume(capsys, run, monkeypatch):
                    needle=f"kept (resume with `cvae train --resume {run}`)", root=run)  # fmt: skip
 
 
-def test_ctrl_c_during_the_import_of_torch_waits_for_the_import(capsys, tmp_path, monkeypatch):
-    """An import interrupted halfway leaves torch or numpy half-initialised; the interrupt is
-    held back until the import is complete, then reported as one line."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_during_the_import_of_torch_waits_for_the_import(
+    capsys, tmp_path, monkeypatch, signum
+):
+    """An import interrupted halfway leaves torch or numpy half-initialised; the interrupt (Ctrl-C
+    or a `kill`) is held back until the import is complete, then reported as one line."""
     real_import = builtins.__import__
     completed: list[str] = []
 
     def interrupted_import(name: str, *args: object, **kwargs: object) -> object:
         if name == "cvae.training":
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             module = real_import(name, *args, **kwargs)
             completed.append(name)  # not reached if the interrupt is raised at once
             return module
@@ -344,5 +347,7 @@ def test_ctrl_c_during_the_import_of_torch_waits_for_the_import(capsys, tmp_path
 
     monkeypatch.setattr(builtins, "__import__", interrupted_import)
     argv = ["train", *QUICK, "--out", str(tmp_path / "run")]
+    previous = signal.getsignal(signal.SIGTERM)
     expect_refusal(capsys, argv, code=130, needle="interrupted", root=tmp_path)
     assert completed == ["cvae.training"]
+    assert signal.getsignal(signal.SIGTERM) is previous  # main() restores what it changed

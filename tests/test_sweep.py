@@ -250,20 +250,36 @@ def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     assert "| data.dataset=digits | digits | start |" in capsys.readouterr().out
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.integration
-def test_interrupting_the_sweep_stops_its_children_keeping_checkpoints(tmp_path):
+def test_killing_the_sweep_stops_its_children_keeping_checkpoints(tmp_path):
+    """SIGINT is ignored, as in a script's background job (CI runs us so): the children inherit
+    that, and still stop when the sweep is killed."""
     out = tmp_path / "sweep"
     argv = [sys.executable, "-m", "cvae", "sweep", "--out", str(out), "--jobs", "2"]
     for s in ("train.seed=0,1", "epochs=500", "model.channels=[8,16]", "train.tensorboard=false"):
         argv += ["--set", s]
     env = dict(os.environ, PYTHONPATH=str(Path(cvae.__file__).resolve().parents[1]))
-    sweep = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    logs = [out / f"train.seed={seed}" / "train.log" for seed in (0, 1)]
-    while not all(p.is_file() and "epoch 2/500" in p.read_text() for p in logs):
-        assert sweep.poll() is None, sweep.communicate()
-        time.sleep(0.5)
-    sweep.send_signal(signal.SIGINT)
-    _, err = sweep.communicate(timeout=60)
+    sweep = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_ignore_sigint,  # noqa: PLW1509 (no threads here)
+    )
+    try:
+        logs = [out / f"train.seed={seed}" / "train.log" for seed in (0, 1)]
+        while not all(p.is_file() and "epoch 2/500" in p.read_text() for p in logs):
+            assert sweep.poll() is None, sweep.communicate()
+            time.sleep(0.5)
+        sweep.send_signal(signal.SIGINT)  # ignored
+        sweep.send_signal(signal.SIGTERM)
+        _, err = sweep.communicate(timeout=60)
+    finally:
+        sweep.kill()
     assert sweep.returncode == 130 and "re-run the same command" in err.decode()
     for log in logs:
         assert log.read_text().splitlines()[-1].startswith("cvae: interrupted")

@@ -9,11 +9,14 @@ exception is one line and exit 1 (``CVAE_TRACEBACK=1`` prints its traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cvae.errors import CvaeError, TrainingDiverged
@@ -215,17 +218,17 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
 
 
 def _import_train():  # -> cvae.training.train
-    """Import the training stack with Ctrl-C held back until the import is complete: an import
-    of torch or numpy interrupted halfway breaks the next one. A Ctrl-C meanwhile is raised
-    after it."""
-    import signal
-
+    """Import the training stack with Ctrl-C (and SIGTERM) held back until the import is
+    complete: an import of torch or numpy interrupted halfway breaks the next one. A signal
+    caught meanwhile is raised after it."""
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _: caught.append(signum))
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in held}
     try:
         from cvae.training import train
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if caught:
         raise KeyboardInterrupt
     return train
@@ -354,7 +357,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     import shlex
-    import signal
 
     from cvae import config as C
     from cvae.evaluation.options import from_argv
@@ -367,8 +369,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.config:
         cfg = C.from_dict(C.load_yaml(args.config), base=cfg)
     grid = parse_grid(args.set, SET_ALIASES)
-    # a `kill` stops the children as Ctrl-C does (they keep their last checkpoint)
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         runs = run_sweep(
             cfg,
@@ -386,8 +386,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(format_markdown(runs), end="")
     if not args.dry_run:
         print(f"summary: {args.out / 'summary.md'}, {args.out / 'summary.csv'}")
@@ -395,11 +393,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    import signal
-
     from cvae.experiments.reproduce import reproduce
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = reproduce(
             args.paper,
@@ -429,10 +424,26 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a `kill`, a sweep stopping its runs) stops a command as Ctrl-C does: the run
+    keeps its last checkpoint. SIGINT may be ignored, as in a script's background job, so a
+    sweep stops its runs with SIGTERM. Restored on exit (``main`` may run inside a program)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with _terminate_as_interrupt():
+            return COMMANDS[args.command](args)
     except TrainingDiverged as err:
         print(f"cvae: training stopped: {err}", file=sys.stderr)
         return 3

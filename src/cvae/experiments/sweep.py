@@ -40,7 +40,7 @@ LOG = "train.log"
 CHANGEABLE = ("train.epochs", "train.threads", "train.device", "train.progress")
 """Keys a re-run may change without starting the run afresh (epochs extend or shorten it)."""
 STOP_SECONDS = 30.0
-"""How long interrupted children get to exit after SIGINT before they are killed."""
+"""How long interrupted children get to exit after SIGTERM before they are killed."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=,\[\]@-]")
 
 
@@ -294,7 +294,7 @@ def run_jobs(
     """Run ``jobs`` into ``out/<job.name>``, ``parallel`` subprocesses at a time, each with
     ``train.threads = max(1, cores // parallel)`` unless its config sets it. A failed run does
     not stop the others. Writes ``out/summary.md`` and ``out/summary.csv`` (not on a dry run);
-    on KeyboardInterrupt, stops the children with SIGINT (they keep their last checkpoint),
+    on KeyboardInterrupt, stops the children with SIGTERM (they keep their last checkpoint),
     writes the summary and re-raises."""
     if parallel < 1:
         raise ConfigError(f"--jobs must be >= 1, got {parallel}")
@@ -433,7 +433,7 @@ def _launch(active: _Active) -> tuple[subprocess.Popen[bytes], IO[str]]:
         stdout=log,
         stderr=subprocess.STDOUT,
         env=active.env,
-        start_new_session=True,  # a terminal's Ctrl-C reaches the sweep, which forwards it once
+        start_new_session=True,  # a terminal's Ctrl-C reaches the sweep, which stops the runs
     )
     return proc, log
 
@@ -441,7 +441,7 @@ def _launch(active: _Active) -> tuple[subprocess.Popen[bytes], IO[str]]:
 def _stop(running: list[_Running]) -> None:
     for child in running:
         if child.proc.poll() is None:
-            child.proc.send_signal(signal.SIGINT)
+            child.proc.send_signal(signal.SIGTERM)  # SIGINT may be ignored (`cvae &`)
     deadline = time.monotonic() + STOP_SECONDS
     for child in running:
         try:
