@@ -205,12 +205,14 @@ def two_process_runs(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.integration
 def test_gathered_losses_steps_and_training_in_two_processes(two_process_runs):
     """The spawned workers assert the loss/gradient equalities; here: they all passed."""
     for method in TRAIN_METHODS:
         assert (two_process_runs / method / CHECKPOINT).is_file()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("method", TRAIN_METHODS)
 def test_two_process_training_equals_one_process_and_resumes_in_one(
     two_process_runs, tmp_path, method
@@ -237,6 +239,7 @@ def test_two_process_training_equals_one_process_and_resumes_in_one(
         assert_close(b["method"][key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
+@pytest.mark.integration
 def test_mid_epoch_two_process_checkpoint_resumes_in_one_process(two_process_runs, tmp_path):
     """The 2 processes stopped after step 4 of 5, right after a checkpoint: one
     process finishes the epoch with the same batches, noise and epoch sums as an uninterrupted

@@ -208,6 +208,7 @@ def test_markdown_escapes_pipes_and_formats_numbers(tmp_path):
     assert (tmp_path / "new" / "summary.csv").is_file()
 
 
+@pytest.mark.integration
 def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     """Real subprocesses, two at once: an interrupted run (checkpoint after epoch 1 of 2)
     resumes, a folder run without data_dir fails in its child without stopping it; then a dry
