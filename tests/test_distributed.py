@@ -275,7 +275,7 @@ def test_steps_per_epoch_drops_a_last_batch_smaller_than_the_world():
 
 
 def test_single_process_context_and_sync_batchnorm_needs_cuda():
-    ctx, device, started = distributed.setup(torch.device("cpu"))
+    ctx, device, started = distributed.setup(torch.device("cpu"), Path("run"))
     assert (ctx.rank, ctx.world, ctx.main, ctx.active, started) == (0, 1, True, False, False)
     assert ctx.shard(8) is None
     assert {k: float(v) for k, v in ctx.sum({"a": torch.tensor(2.0), "n": 3.0}).items()} == {

@@ -240,6 +240,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         train = _import_train()
         cfg = _train_config(args)
         if run_dir is None:
+            if args.out is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise CvaeError("under torchrun every process must name the same run: pass --out")
             run_dir = args.out or Path("runs") / (
                 f"{cfg.method}-{cfg.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
             )

@@ -64,12 +64,13 @@ class Context:
             dist.barrier()
 
 
-def setup(device: torch.device) -> tuple[Context, torch.device, bool]:
+def setup(device: torch.device, run_dir: Path) -> tuple[Context, torch.device, bool]:
     """Join (or start) the process group; returns the context, this process's device and
     whether the group was started here (the caller then destroys it at the end).
 
     An initialised group is used as is; else ``WORLD_SIZE > 1`` in the environment starts one
-    (backend nccl on CUDA, gloo on CPU). On CUDA each process takes ``cuda:LOCAL_RANK``.
+    (backend nccl on CUDA, gloo on CPU; on several machines too, see docs/distributed.md). On
+    CUDA each process takes ``cuda:LOCAL_RANK``. Every process must name the same ``run_dir``.
     """
     started = False
     if not (dist.is_available() and dist.is_initialized()):
@@ -77,17 +78,38 @@ def setup(device: torch.device) -> tuple[Context, torch.device, bool]:
             return Context(), device, False
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         started = True
-    ctx = Context(dist.get_rank(), dist.get_world_size())
-    if device.type == "cuda" and ctx.active:
-        local = int(os.environ.get("LOCAL_RANK", ctx.rank))
-        if local >= torch.cuda.device_count():
-            raise CvaeError(
-                f"process {ctx.rank} needs cuda:{local}; only "
-                f"{torch.cuda.device_count()} GPUs are visible"
-            )
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
+    try:
+        ctx = Context(dist.get_rank(), dist.get_world_size())
+        if device.type == "cuda" and ctx.active:
+            local = int(os.environ.get("LOCAL_RANK", ctx.rank))
+            if local >= torch.cuda.device_count():
+                raise CvaeError(
+                    f"process {ctx.rank} needs cuda:{local}; only "
+                    f"{torch.cuda.device_count()} GPUs are visible"
+                )
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        if ctx.active:
+            check_same_run_dir(run_dir)
+    except BaseException:
+        if started:
+            dist.destroy_process_group()
+        raise
     return ctx, device, started
+
+
+def check_same_run_dir(run_dir: Path) -> None:
+    """Refuse (on every process) a job whose processes name different run directories: rank 0
+    writes the run, and every process reads a resumed checkpoint from it, so on several
+    machines it must lie on a filesystem they share, under the same path (one collective)."""
+    paths: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(paths, str(run_dir.absolute()))
+    if len(set(paths)) > 1:
+        named = ", ".join(f"rank {r}: {p}" for r, p in enumerate(paths))
+        raise CvaeError(
+            f"the processes name different run directories ({named}); pass the same --out "
+            "(a path on a filesystem every machine shares)"
+        )
 
 
 def wrap(method: Method, device: torch.device, sync_batchnorm: bool) -> nn.Module:

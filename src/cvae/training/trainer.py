@@ -100,7 +100,7 @@ def train(
     checkpoint is the same as a single process writes, so either can resume the other.
     """
     check_config(cfg)
-    ctx, device, started = distributed.setup(resolve_device(cfg.train.device))
+    ctx, device, started = distributed.setup(resolve_device(cfg.train.device), Path(run_dir))
     guard = RunDir(Path(run_dir))
     try:
         with torch_threads(cfg.train.threads):
