@@ -4,6 +4,7 @@ rank 0 alone writing the run; processes that name different run directories are 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -63,10 +64,8 @@ def _stop(agents: list[subprocess.Popen]) -> None:
             agent.kill()
             agent.wait()
             for pid in workers[agent.pid]:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 def two_agents(train_args: list[str], logs: Path) -> str:
@@ -113,6 +112,7 @@ def test_two_torchrun_agents_train_and_resume_like_one_process(tmp_path):
     run, one = tmp_path / "run", tmp_path / "one"
 
     out = two_agents(["--config", str(config), "--out", str(run)], tmp_path / "new")
+    assert "device: cpu x 2 processes" in out  # one job, not two single-process runs
     assert out.count(f"trained 1 epochs -> {run}") == 1 and out.count(" run dir: ") == 1
     cvae.train(tiny_config("cvae", epochs=1), one)
     _assert_same_weights(run, one, 1)
