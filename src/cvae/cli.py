@@ -219,9 +219,9 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
         cfg.train.compile = True
     if args.no_progress:
         cfg.train.progress = False
-    cfg.train.loggers = list(dict.fromkeys([*cfg.train.loggers, *args.logger]))
     for key, raw in C.parse_overrides(args.set).items():
         C.set_value(cfg, SET_ALIASES.get(key, key), raw)
+    cfg.train.loggers = list(dict.fromkeys([*cfg.train.loggers, *args.logger]))
     from cvae.methods import check_config
 
     return check_config(cfg)

@@ -53,7 +53,7 @@ def open_tracker(
     """A new W&B run named after ``run_dir`` with ``params`` as its config (``record`` None),
     or the run ``record`` names, resumed."""
     wandb = require("wandb")
-    settings = wandb.Settings(console="off", x_disable_update_check=True, silent=True)
+    settings = wandb.Settings(console="off", silent=True)
     if record is None:
         project = os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
         folder = os.environ.get("WANDB_DIR") or str(run_dir.resolve())
