@@ -220,13 +220,14 @@ def test_wandb_offline_run_holds_config_epochs_eval_and_figures(
     def of(records: list[Any], kind: str) -> list[Any]:
         return [r for r in records if r.WhichOneof("record_type") == kind]
 
-    config = {u.key: json.loads(u.value_json) for u in of(train_records, "run")[0].config.update}
+    (started,) = (r.run for r in of(train_records, "run"))
+    config = {u.key: json.loads(u.value_json) for u in started.config.update}
     assert config["data.dataset"] == "digits" and config["train.epochs"] == 2
     epochs = [_logged(h) for h in of(train_records, "history")]
     assert [e["_step"] for e in epochs] == [1, 2]
     csv_rows = (run / "metrics.csv").read_text().splitlines()[1:]
     assert all("val/loss" in e for e in epochs) and len(csv_rows) == 2
-    assert {a.type for a in of(train_records, "artifact")} == {"run"}
+    assert {a.artifact.type for a in of(train_records, "artifact")} == {"run"}
 
     logged: dict[str, float] = {}
     for h in of(eval_records, "history"):
@@ -235,6 +236,6 @@ def test_wandb_offline_run_holds_config_epochs_eval_and_figures(
         }
     expected = evaluation_metrics(json.loads((run / "metrics.json").read_text()))
     assert expected and {k: logged[k] for k in expected} == pytest.approx(expected)
-    (artifact,) = of(eval_records, "artifact")
+    (artifact,) = (r.artifact for r in of(eval_records, "artifact"))
     names = {entry.path for entry in artifact.manifest.contents}
     assert artifact.type == "eval" and {"metrics.json", "reconstructions.png"} <= names
