@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cvae.errors import CvaeError
 from cvae.tracking.base import recorded, require
 
 DEFAULT_PROJECT = "cvae"
@@ -54,14 +55,18 @@ def open_tracker(
     or the run ``record`` names, resumed."""
     wandb = require("wandb")
     settings = wandb.Settings(console="off", silent=True)
+    chosen = mode()
     if record is None:
         project = os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
         folder = os.environ.get("WANDB_DIR") or str(run_dir.resolve())
-        run = wandb.init(project=project, name=run_dir.name, dir=folder, mode=mode(),
-                         config=dict(params), settings=settings)  # fmt: skip
+        start: dict[str, Any] = {"config": dict(params)}
     else:
         project, folder = recorded(record, "project", "wandb"), recorded(record, "dir", "wandb")
-        run = wandb.init(project=project, name=run_dir.name, dir=folder, mode=mode(),
-                         id=recorded(record, "run_id", "wandb"), resume="allow",
-                         settings=settings)  # fmt: skip
+        start = {"id": recorded(record, "run_id", "wandb"), "resume": "allow"}
+    try:
+        run = wandb.init(project=project, name=run_dir.name, dir=folder, mode=chosen,
+                         settings=settings, **start)  # fmt: skip
+    except wandb.Error as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CvaeError(f"wandb ({chosen} mode): {first}") from None
     return WandbTracker(run, {"run_id": run.id, "project": project, "dir": folder})
