@@ -64,6 +64,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     from cvae import __version__
+    from cvae.tracking.base import BACKENDS
 
     parser = argparse.ArgumentParser(
         prog="cvae",
@@ -93,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="data-parallel processes on this machine (runs torchrun; CUDA: one GPU each)",
     )
     t.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
+    t.add_argument(
+        "--logger",
+        action="append",
+        default=[],
+        choices=list(BACKENDS),
+        help="also track the run in MLflow or Weights & Biases (adds to train.loggers; "
+        "repeatable; docs/tracking.md)",
+    )
     t.add_argument(
         "--set",
         action="append",
@@ -212,6 +221,7 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
         cfg.train.progress = False
     for key, raw in C.parse_overrides(args.set).items():
         C.set_value(cfg, SET_ALIASES.get(key, key), raw)
+    cfg.train.loggers = list(dict.fromkeys([*cfg.train.loggers, *args.logger]))
     from cvae.methods import check_config
 
     return check_config(cfg)

@@ -36,6 +36,8 @@ MIDivergence = Literal["kl", "dv", "js"]
 Optimizer = Literal["adam", "sgd"]
 Scheduler = Literal["none", "exponential", "plateau", "warmup"]
 Precision = Literal["fp32", "bf16"]
+Logger = Literal["mlflow", "wandb"]
+"""Experiment trackers beside metrics.csv and TensorBoard (:data:`cvae.tracking.BACKENDS`)."""
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,9 @@ class TrainConfig:
     checkpoint_every_steps: int = bounded(0, NON_NEGATIVE)
     """Also checkpoint mid-epoch every N steps (0: off); resume is exact either way."""
     tensorboard: bool = True
+    loggers: list[Logger] = field(default_factory=list)
+    """Experiment trackers besides metrics.csv and TensorBoard: mlflow, wandb (docs/tracking.md);
+    each logs the config, the epochs' metrics, then ``cvae eval``'s metrics and figures."""
     progress: bool = True
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from cvae import tracking
 from cvae.api import Run, dataset_sha256, load, read_data_info
 from cvae.data import DataSplits
 from cvae.data.base import IN_MEMORY
@@ -66,6 +67,7 @@ def evaluate(
     cfg = (config or EvalConfig()).replace(**options)
     t0 = time.perf_counter()
     run = load(run_dir, device=cfg.device)
+    tracking.check_recorded(run.run_dir)  # a tracked run needs its backends: checked first
     splits, provenance, notes = _eval_data(run, data)
     feature, source = choose_feature(run, cfg)
     ctx = EvalContext(run, cfg, splits, feature, Notes(notes))
@@ -84,7 +86,15 @@ def evaluate(
     bar.close()
     out.seconds = round(time.perf_counter() - t0, 2)
     out.write()
+    figure_files = _figure_files(folder, out.figures)
+    tracking.log_evaluation(run.run_dir, out.to_json(), figure_files, run.epoch)
     return out.to_json()
+
+
+def _figure_files(folder: Path, figures: dict[str, Any]) -> list[Path]:
+    """The files the figures record names: a name in ``folder`` or an embedding's ``path``."""
+    names = [v if isinstance(v, str) else v.get("path") for v in figures.values()]
+    return [folder / name for name in names if isinstance(name, str)]
 
 
 class _Stages:

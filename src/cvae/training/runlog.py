@@ -1,4 +1,5 @@
-"""Per-epoch metrics: a CSV file (always) and TensorBoard scalars (optional)."""
+"""Per-epoch metrics: a CSV file (always) and the run's trackers (TensorBoard, MLflow, W&B:
+:mod:`cvae.tracking`)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,24 @@ from pathlib import Path
 from typing import Any
 
 from cvae.errors import CvaeError, DataError
+from cvae.tracking import Tracker, metric_name
 
 METRICS = "metrics.csv"
+RUN_FILES = ("config.yaml", "data.json", METRICS)
+"""The files a training copies into its tracking runs when it ends."""
 
 
 class RunLog:
     """Writes ``metrics.csv`` (atomically) with one row per epoch after ``rows``, those of the
-    completed epochs of a resumed run (see :func:`completed_rows`)."""
+    completed epochs of a resumed run (see :func:`completed_rows`), and sends each row's numbers
+    to the ``trackers`` at step ``epoch``."""
 
-    def __init__(
-        self, run_dir: Path, tensorboard: bool, completed_epochs: int, rows: list[dict[str, Any]]
-    ) -> None:
+    def __init__(self, run_dir: Path, trackers: list[Tracker], rows: list[dict[str, Any]]) -> None:
+        self.run_dir = run_dir
         self.path = run_dir / METRICS
         self.rows = list(rows)
         self._write()
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(
-                str(run_dir / "tensorboard"), purge_step=completed_epochs + 1
-            )
+        self.trackers = trackers
 
     def log(self, row: dict[str, Any], print_summary: bool = False, epochs: int = 0) -> None:
         """Append ``row``; with ``print_summary``, also print it on one line."""
@@ -39,15 +37,24 @@ class RunLog:
             print(f"epoch {row['epoch']}/{epochs} {losses} ({row['images_per_sec']:.0f} img/s)",
                   flush=True)  # fmt: skip
         self._write()
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-            self.writer.flush()
+        numbers = {
+            metric_name(k): v
+            for k, v in row.items()
+            if k != "epoch" and isinstance(v, (int, float))
+        }
+        for tracker in self.trackers:
+            tracker.log_metrics(numbers, row["epoch"])
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def close(self, failed: bool = False) -> None:
+        """Copy the run's files into the trackers and end them (``failed``: the training
+        raised)."""
+        files = [self.run_dir / name for name in RUN_FILES]
+        for tracker in self.trackers:
+            try:
+                if not failed:
+                    tracker.log_artifacts(files, "run")
+            finally:
+                tracker.close(failed)
 
     def _write(self) -> None:
         columns: list[str] = []

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from cvae import tracking
 from cvae.config import RunConfig, TrainConfig, changed_keys, from_plain, save_yaml
 from cvae.data import DataSplits, load_data
 from cvae.errors import ConfigError, CvaeError
@@ -82,7 +83,7 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
 
 RESUMABLE_KEYS = frozenset(
     {"train.epochs", "train.device", "train.threads", "train.progress", "train.compile",
-     "data.download", "data.data_dir"}
+     "train.loggers", "data.download", "data.data_dir"}
 )  # fmt: skip
 """Config keys a resumed run may change (how and how long it runs, where its data lies)."""
 
@@ -100,6 +101,7 @@ def train(
     checkpoint is the same as a single process writes, so either can resume the other.
     """
     check_config(cfg)
+    tracking.check_available(cfg.train.loggers)  # a missing package: refused before any write
     ctx, device, started = distributed.setup(resolve_device(cfg.train.device), Path(run_dir))
     guard = RunDir(Path(run_dir))
     try:
@@ -176,7 +178,12 @@ def _train(
         guard.lock()
         _write_run_files(run_dir, cfg, data.train.shape, data.info)
         print(_header(cfg, data, device, run_dir, epoch, ctx.world), flush=True)
-    log = RunLog(run_dir, tc.tensorboard, epoch, rows) if ctx.main else None
+    log = None
+    if ctx.main:
+        params = tracking.flatten(cfg.to_dict())
+        trackers = tracking.open_trackers(run_dir, params, tc.loggers, tc.tensorboard, epoch)
+        log = RunLog(run_dir, trackers, rows)
+    failed = True
     try:
         while epoch < tc.epochs:
             t0 = time.perf_counter()
@@ -196,9 +203,10 @@ def _train(
             if epoch % tc.checkpoint_every == 0 or epoch == tc.epochs:
                 loop.saver.save(epoch, 0, None, {})
         ctx.barrier()  # every process returns once the last checkpoint is written
+        failed = False
     finally:
         if log is not None:
-            log.close()
+            log.close(failed)
     return TrainResult(run_dir, cfg, epoch, [] if log is None else log.rows, ctx.rank)
 
 
