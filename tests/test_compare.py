@@ -194,9 +194,9 @@ def test_compare_markdown_verdicts_and_html(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert md.startswith("# T\n")
     assert (
-        "| logreg_paper | 92.50% · paper 93.05% (CVAE Table 1) · reproduced within noise "
+        "| logreg_paper ↑ · % | 92.50% · paper 93.05% (CVAE Table 1) · reproduced within noise "
         "(-0.55%, tolerance 1.18%) | 85.00% · paper 91.80% (CVAE Table 1) · differs "
-        "(-6.80%, tolerance 1.60%) | 93.00% · paper 93.05% (CVAE Table 1) · not comparable "
+        "(-6.80%, tolerance 1.60%) | **93.00%** · paper 93.05% (CVAE Table 1) · not comparable "
         "(budget: 3 of 700 epochs) | — |"
     ) in md
     assert "n/a: pip install 'cvae[fid]'" in md
