@@ -81,7 +81,7 @@ def comparison(
         for m in metrics
     }
     result: dict[str, Any] = {
-        "title": title or "Comparison of " + ", ".join(r["name"] for r in runs),
+        "title": title or "Comparison of " + ", ".join(g["name"] for g in groups),
         "runs": [{k: v for k, v in r.items() if k not in _INTERNAL} for r in runs],
         "metrics": metrics,
         "table": table,
@@ -174,10 +174,10 @@ def headline_cell(values: Sequence[float], unit: str) -> dict[str, Any]:
 
 
 def best_groups(means: Mapping[str, Any], better: Better | None) -> set[str]:
-    """The groups whose mean is the best (ties: all of them); none without a direction or with
-    fewer than two values to compare."""
+    """The groups whose mean is the best (ties: all of them); none without a direction, with
+    fewer than two values to compare, or when every value is the same."""
     known = {g: m for g, m in means.items() if is_number(m) and math.isfinite(m)}
-    if better is None or len(known) < 2:
+    if better is None or len(set(known.values())) < 2:
         return set()
     top = max(known.values()) if better == "higher" else min(known.values())
     return {g for g, m in known.items() if m == top}
