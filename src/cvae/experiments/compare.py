@@ -207,7 +207,7 @@ def _values(runs: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
     out = []
     for run in runs:
         raw = run["metrics"].get(metric)
-        value = raw.get("value") if isinstance(raw, Mapping) else raw
+        value: Any = raw.get("value") if isinstance(raw, Mapping) else raw
         if is_number(value) and math.isfinite(value):
             out.append(float(value))
     return out
@@ -543,7 +543,7 @@ def _figure_sections(runs: Sequence[Mapping[str, Any]]) -> list[rp.Section]:
         bare += [] if figures else [run["name"]]
         for figure in figures:
             kinds.setdefault(figure.caption, []).append(rp.Figure(run["name"], figure.path))
-    text = ()
+    text: rp.Inline = ()
     if bare:
         text = rp.inline(
             f"No figures for {', '.join(bare)} (run ",
