@@ -327,11 +327,11 @@ def test_real_run_figures_views_and_compare(digits_run: Path, tmp_path: Path, ca
 
     assert main(["compare", str(digits_run), "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("| metric | run |") and "| logreg_paper |" in out
+    assert out.startswith("| metric | run |") and "| logreg_paper ↑ · % |" in out
     assert f"html: {tmp_path / 'cmp' / 'report.html'}" in out
     page = (tmp_path / "cmp" / "report.html").read_text()
-    for caption in ("view_similarity", "interp", "kl_per_dim"):
-        assert f'alt="{caption}"' in page
+    for kind in ("view_similarity", "interp", "kl_per_dim"):  # one section per kind
+        assert f'<h3>{kind}</h3>\n<div class=figures>\n<figure><img alt="run"' in page
     assert math.isfinite(metrics["kl"]["value"])
 
 
