@@ -150,7 +150,7 @@ th{background:#f0f0f0}.muted{color:#555;font-size:12px}.ok{color:#176b1c}.bad{co
 .warn{color:#8a6d00}.best{font-weight:bold;background:#e3f4e1;padding:0 3px}
 code{font-size:12px;word-break:break-all}li{overflow-wrap:anywhere}
 .figures{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start;margin-bottom:1em}
-figure{margin:0;flex:0 1 auto;min-width:0;max-width:100%}
+figure{margin:0;flex:1 1 0;min-width:min(300px,100%);max-width:640px}
 figure img{display:block;max-width:100%;height:auto;border:1px solid #ddd}
 figcaption{font-size:13px;color:#444}
 details{margin:1em 0}summary{cursor:pointer;font-size:1.3em;font-weight:bold}
