@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import matplotlib
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
 if TYPE_CHECKING:
