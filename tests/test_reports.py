@@ -261,7 +261,10 @@ addEventListener('load', () => {
 </script>"""
 
 
-def _chromium() -> str:
+@pytest.fixture
+def chromium() -> str:
+    """Debian's chromium; the test fails without it under CVAE_REQUIRE_BROWSER (CI), else
+    skips, saying why."""
     found = next(
         (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
     )
@@ -272,13 +275,13 @@ def _chromium() -> str:
     return found
 
 
-def _layout(page: Path, tmp: Path) -> dict:
+def _layout(chromium: str, page: Path, tmp: Path) -> dict:
     """The page in a 1400 px headless Chromium, every <details> open: the ``window``'s width,
     the page's (``width``, less a scroll bar), the document's ``scrollWidth``, the elements
     beyond the page outside a scroll box (``wide``), each scroll box's widths (``scrolls``)."""
     probe = tmp / "probe.html"
     probe.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
-    argv = [_chromium(), "--headless", "--disable-gpu", "--no-sandbox", "--window-size=1400,900",
+    argv = [chromium, "--headless", "--disable-gpu", "--no-sandbox", "--window-size=1400,900",
             f"--user-data-dir={tmp / 'profile'}", "--dump-dom", probe.as_uri()]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
     found = re.search(r'<pre id="layout-check">(.*?)</pre>', done.stdout, re.S)
@@ -291,16 +294,18 @@ def _layout(page: Path, tmp: Path) -> dict:
 
 
 @pytest.mark.integration
-def test_compare_report_fits_a_1400px_window(tmp_path: Path) -> None:
+def test_compare_report_fits_a_1400px_window(chromium: str, tmp_path: Path) -> None:
     runs = _seeded_runs(tmp_path / "runs", figures=("kl_per_dim", "view_similarity"))
     result = compare(runs[:1] + runs[2:], tmp_path / "out")  # 1 + 2 seeds: two columns
-    layout = _layout(Path(result["html"]), tmp_path)
+    layout = _layout(chromium, Path(result["html"]), tmp_path)
     assert layout["scrollWidth"] <= layout["width"] and layout["wide"] == []
     assert len(layout["images"]) == 6
 
 
 @pytest.mark.integration
-def test_reproduction_report_with_many_runs_fits_a_1400px_window(tmp_path: Path) -> None:
+def test_reproduction_report_with_many_runs_fits_a_1400px_window(
+    chromium: str, tmp_path: Path
+) -> None:
     planned = R.plan("crvae-paper", "medium")
     assert len(planned) == 20
     for i, p in enumerate(planned):
@@ -311,7 +316,7 @@ def test_reproduction_report_with_many_runs_fits_a_1400px_window(tmp_path: Path)
         save_yaml(p.job.config, run_dir / "config.yaml")
     result = R.write_report(PAPERS["crvae-paper"], "medium", planned, tmp_path)
     assert len(result["compare"]["runs"]) == 20
-    layout = _layout(Path(result["html"]), tmp_path)
+    layout = _layout(chromium, Path(result["html"]), tmp_path)
     assert layout["scrollWidth"] <= layout["width"] and layout["wide"] == []
     # the per-run table of 20 runs is wider than the window: it scrolls inside its own box
     assert any(scroll > client for scroll, client in layout["scrolls"])
