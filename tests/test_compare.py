@@ -194,9 +194,9 @@ def test_compare_markdown_verdicts_and_html(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert md.startswith("# T\n")
     assert (
-        "| logreg_paper | 92.50% · paper 93.05% (CVAE Table 1) · reproduced within noise "
+        "| logreg_paper ↑ · % | 92.50% · paper 93.05% (CVAE Table 1) · reproduced within noise "
         "(-0.55%, tolerance 1.18%) | 85.00% · paper 91.80% (CVAE Table 1) · differs "
-        "(-6.80%, tolerance 1.60%) | 93.00% · paper 93.05% (CVAE Table 1) · not comparable "
+        "(-6.80%, tolerance 1.60%) | **93.00%** · paper 93.05% (CVAE Table 1) · not comparable "
         "(budget: 3 of 700 epochs) | — |"
     ) in md
     assert "n/a: pip install 'cvae[fid]'" in md
@@ -327,11 +327,11 @@ def test_real_run_figures_views_and_compare(digits_run: Path, tmp_path: Path, ca
 
     assert main(["compare", str(digits_run), "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("| metric | run |") and "| logreg_paper |" in out
+    assert out.startswith("| metric | run |") and "| logreg_paper ↑ · % |" in out
     assert f"html: {tmp_path / 'cmp' / 'report.html'}" in out
     page = (tmp_path / "cmp" / "report.html").read_text()
-    for caption in ("view_similarity", "interp", "kl_per_dim"):
-        assert f'alt="{caption}"' in page
+    for kind in ("view_similarity", "interp", "kl_per_dim"):  # one section per kind
+        assert f'<h3>{kind}</h3>\n<div class=figures>\n<figure><img alt="run"' in page
     assert math.isfinite(metrics["kl"]["value"])
 
 

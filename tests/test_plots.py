@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from threadpoolctl import threadpool_limits
 
+from cvae.evaluation import plots
 from cvae.evaluation.plots import (
     _group_panels,
     save_curves,
@@ -174,3 +178,51 @@ def test_embedding_umap(tmp_path: Path) -> None:
     assert p["n_neighbors"] == 15 and p["min_dist"] == 0.1 and p["metric"] == "euclidean"
     assert p["random_state"] == 0
     _read_png(tmp_path / "umap.png")
+
+
+def _figure(monkeypatch: pytest.MonkeyPatch, draw: Callable[[], Path]) -> Figure:
+    """The figure ``draw`` would save (nothing is written)."""
+    saved: list[Figure] = []
+
+    def capture(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+        saved.append(fig)
+        return Path(path)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    draw()
+    return saved[0]
+
+
+def _inside(fig: Figure, text: Any) -> bool:
+    """Whether ``text`` of ``fig`` (drawn by Agg) lies inside the figure."""
+    box = text.get_window_extent(FigureCanvasAgg(fig).get_renderer())
+    width, height = fig.get_size_inches() * fig.dpi
+    return bool(text.get_text()) and box.x0 >= 0 and box.x1 <= width and box.y1 <= height
+
+
+LONG = "cvae: cosine similarity of mu over cvae-mnist views of the test split (seed 12345)"
+
+
+def test_titles_wrap_inside_the_figure_and_the_similarity_scale_is_fixed(
+    tmp_path: Path, monkeypatch
+) -> None:
+    digits = list(torch.rand(64, 1, 8, 8).view(8, 8, 1, 8, 8))  # samples of an 8x8 digits run
+    grid = _figure(monkeypatch, lambda: save_image_grid(digits, tmp_path / "s.png", title=LONG))
+    assert _inside(grid, grid._suptitle) and "\n" in grid._suptitle.get_text()
+    high = np.full((8, 8), 0.9) + 0.1 * np.eye(8)  # an invariant run: all similarities >= 0.9
+    mixed = np.eye(8) * 2 - 1  # another run: -1 off the diagonal
+    path = tmp_path / "v.png"
+    for sim in (high, mixed):
+        fig = _figure(monkeypatch, lambda s=sim: save_similarity_matrix(s, 2, path, title=LONG))
+        assert _inside(fig, fig._suptitle)
+        assert fig.axes[0].images[0].get_clim() == (-1.0, 1.0)  # one colour, one similarity
+    assert plots.wrap_text("a b", 1e6) == "a b" and plots.wrap_text("a b", 1) == "a\nb"
+
+
+def test_kl_legend_lists_only_the_kinds_present(tmp_path: Path, monkeypatch) -> None:
+    def legend(mask: list[bool]) -> list[str]:
+        fig = _figure(monkeypatch, lambda: save_kl_per_dim([1.0, 2.0], tmp_path / "k.png", mask))
+        return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+    assert legend([True, True]) == ["active"]  # every unit active: no "inactive" entry
+    assert legend([True, False]) == ["active", "inactive"]

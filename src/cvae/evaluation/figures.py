@@ -111,12 +111,13 @@ def _embeddings(c: EvalContext, folder: Path) -> dict[str, Any]:
 
 def _kl_per_dim(c: EvalContext, folder: Path) -> dict[str, Any]:
     variance = c.results["active_units"].protocol["per_dim_variance"]
+    active = [v >= 0.01 for v in variance]
     path = save_kl_per_dim(
         c.results["kl"].extra["per_dim"],
         folder / "kl_per_dim.png",
-        [v >= 0.01 for v in variance],
+        active,
         title=f"{c.run.config.method}: KL per latent dimension ({c.eval_name} split; "
-        "blue = active)",
+        f"{sum(active)} of {len(active)} active)",
     )
     return {"kl_per_dim": path.name}
 

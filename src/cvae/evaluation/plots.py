@@ -1,8 +1,9 @@
 """PNG figures: image grids, latent interpolations, 2-D embeddings of latent features, training
 curves, KL per latent dimension and view-similarity matrices.
 
-All figures use matplotlib's Agg backend (no display needed) and carry a title, axis labels
-and, where classes are shown, a legend, so each PNG is readable on its own.
+All figures use matplotlib's Agg backend (no display needed) and carry a title (wrapped to the
+figure's width, never clipped), axis labels and, where classes are shown, a legend, so each PNG
+is readable on its own.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
 if TYPE_CHECKING:
     from cvae.api import Run
 
 _GRID_PAD = 2  # pixels between tiles in an image grid
+_GRID_TITLED_PX = 360  # the narrowest titled image grid (8x8 digits would clip their title)
+TITLE_PT = 11  # font size of figure titles
 
 
 def _subplots(*args: Any, figsize: tuple[float, float], dpi: int = 100, **kwargs: Any) -> Any:
@@ -30,6 +35,37 @@ def _subplots(*args: Any, figsize: tuple[float, float], dpi: int = 100, **kwargs
     registry to close, so importing this module changes nothing for the caller."""
     fig = Figure(figsize=figsize, dpi=dpi)
     return fig, fig.subplots(*args, **kwargs)
+
+
+def text_width(text: str, fontsize: float, dpi: int = 100) -> float:
+    """Pixels that one line of ``text`` takes at ``fontsize`` points (matplotlib's font)."""
+    width, _, _ = RendererAgg(1, 1, dpi).get_text_width_height_descent(
+        text, FontProperties(size=fontsize), ismath=False
+    )
+    return float(width)
+
+
+def wrap_text(text: str, width_px: float, fontsize: float = TITLE_PT, dpi: int = 100) -> str:
+    """``text`` broken at spaces into lines at most ``width_px`` wide (a longer word stays
+    whole); existing line breaks are kept."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        words = paragraph.split(" ")
+        lines.append(words[0])
+        for word in words[1:]:
+            if text_width(f"{lines[-1]} {word}", fontsize, dpi) <= width_px:
+                lines[-1] += f" {word}"
+            else:
+                lines.append(word)
+    return "\n".join(lines)
+
+
+def _suptitle(fig: Figure, title: str, fontsize: float = TITLE_PT) -> None:
+    """``title`` centred over the whole figure, wrapped to its width less a margin (an axes
+    title is centred over its axes and clips when they sit off-centre, e.g. beside a colour
+    bar); ``tight_layout`` then makes room for it."""
+    width_px = fig.get_figwidth() * fig.dpi - 24
+    fig.suptitle(wrap_text(title, width_px, fontsize, int(fig.dpi)), fontsize=fontsize)
 
 
 def _save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
@@ -74,7 +110,8 @@ def save_image_grid(
 
     Returns:
         The PNG path. Pixel height is ``top + len(rows) * (H * scale + 4) - 4 + 4`` with
-        ``top`` = 36 with a title, else 6.
+        ``top`` = 36 with a one-line title (18 more per wrapped line), else 6. A titled grid is
+        at least 360 px wide (the images centred), its title wrapped to that width.
     """
     if not rows:
         raise ValueError("rows is empty")
@@ -92,10 +129,13 @@ def save_image_grid(
     # geometry in pixels: height = top + len(rows) * (tile + gap) + bottom
     dpi = 100
     label_px = 120 if row_titles else 6
-    top_px = 36 if title else 6
     gap_px, bottom_px, right_px = 4, 4, 6
     row_px, strip_px = h * scale, strip_w * scale
-    width_px = label_px + strip_px + right_px
+    content_px = label_px + strip_px + right_px
+    width_px = max(content_px, _GRID_TITLED_PX) if title else content_px
+    left_px = label_px + (width_px - content_px) // 2
+    title = wrap_text(title, width_px - 12, 10, dpi) if title else title
+    top_px = 36 + 18 * title.count("\n") if title else 6
     height_px = top_px + len(rows) * (row_px + gap_px) - gap_px + bottom_px
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     if title:
@@ -103,7 +143,7 @@ def save_image_grid(
     for i, strip in enumerate(strips):
         bottom = height_px - top_px - (i + 1) * row_px - i * gap_px
         ax = fig.add_axes(
-            (label_px / width_px, bottom / height_px, strip_px / width_px, row_px / height_px)
+            (left_px / width_px, bottom / height_px, strip_px / width_px, row_px / height_px)
         )
         ax.imshow(strip, interpolation="nearest", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_xticks([])
@@ -277,7 +317,7 @@ def _plot_embedding(
         _scatter_classes(ax, emb, y)
     ax.set_xlabel(f"{axis} 1")
     ax.set_ylabel(f"{axis} 2")
-    ax.set_title(title)
+    _suptitle(fig, title)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -380,7 +420,7 @@ def save_curves(
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(title or f"Training curves: {Path(csv_path).name}")
+    _suptitle(fig, title or f"Training curves: {Path(csv_path).name}")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -438,7 +478,7 @@ def save_kl_per_dim(
     Args:
         per_dim_kl: ``[d]`` mean KL per dimension (e.g. the ``kl`` metric's ``per_dim``).
         active_mask: ``[d]`` active units (e.g. Var(mu_j) >= 0.01); active bars are blue,
-            inactive grey, with a legend. None colours every bar alike.
+            inactive grey, with a legend of the kinds present. None colours every bar alike.
         sort: order bars by decreasing KL (tick labels keep the dimension index).
         title: default ``"KL per latent dimension (total X nats, A of d active)"``.
     """
@@ -456,17 +496,21 @@ def save_kl_per_dim(
     else:
         for flag, colour, label in ((True, "tab:blue", "active"), (False, "0.6", "inactive")):
             m = active[order] == flag
-            ax.bar(x[m], kl[order][m], color=colour, label=label)
+            if m.any():  # no legend entry for a kind without bars
+                ax.bar(x[m], kl[order][m], color=colour, label=label)
         ax.legend(fontsize=8)
     ax.set_xticks(x if kl.size <= 32 else x[:: math.ceil(kl.size / 32)])
     ax.set_xticklabels([str(i) for i in order[ax.get_xticks().astype(int)]], fontsize=7)
     ax.set_xlabel("latent dimension" + (" (sorted by KL)" if sort else ""))
     ax.set_ylabel("mean KL (nats)")
     n_active = "" if active is None else f", {int(active.sum())} of {kl.size} active"
-    ax.set_title(title or f"KL per latent dimension (total {kl.sum():.3g} nats{n_active})")
+    _suptitle(fig, title or f"KL per latent dimension (total {kl.sum():.3g} nats{n_active})")
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+SIMILARITY_CMAP = "RdBu_r"  # -1 blue, 0 white, 1 red
 
 
 def save_similarity_matrix(
@@ -478,26 +522,26 @@ def save_similarity_matrix(
 ) -> Path:
     """Heat map of a view cosine-similarity matrix ordered by image (see ``views.py``).
 
-    Lines separate the ``n_views x n_views`` blocks of each image; the colour scale runs from
-    the matrix minimum to 1, so structure among uniformly high similarities stays visible.
+    Lines separate the ``n_views x n_views`` blocks of each image. The colour scale is fixed
+    to cosine's range [-1, 1] (diverging, white at 0), so one colour is one similarity in the
+    figures of every run.
     """
     sim = np.asarray(matrix, dtype=float)
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1] or sim.shape[0] % n_views:
         raise ValueError(f"matrix must be square, rows a multiple of {n_views}; got {sim.shape}")
     n = sim.shape[0]
     fig, ax = _subplots(figsize=(6.4, 5.6), dpi=100)
-    vmin = min(float(sim.min()), 1.0 - 1e-3)
-    im = ax.imshow(sim, cmap="viridis", vmin=vmin, vmax=1.0, interpolation="nearest")
+    im = ax.imshow(sim, cmap=SIMILARITY_CMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
     for k in range(n_views, n, n_views):
-        ax.axhline(k - 0.5, color="white", lw=0.6)
-        ax.axvline(k - 0.5, color="white", lw=0.6)
+        ax.axhline(k - 0.5, color="0.2", lw=0.6)
+        ax.axvline(k - 0.5, color="0.2", lw=0.6)
     ticks = np.arange(n_views / 2 - 0.5, n, n_views)
     ax.set_xticks(ticks, [str(i) for i in range(n // n_views)])
     ax.set_yticks(ticks, [str(i) for i in range(n // n_views)])
     ax.set_xlabel(f"image ({n_views} views each)")
     ax.set_ylabel(f"image ({n_views} views each)")
     fig.colorbar(im, ax=ax, label="cosine similarity")
-    ax.set_title(title or "Cosine similarity of augmented views")
+    _suptitle(fig, title or "Cosine similarity of augmented views")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -37,6 +37,7 @@ from cvae.methods.specs import ProbeFeature
 
 FeatureName = ProbeFeature
 Need = Literal["labels", "posterior", "decoder", "likelihood", "views"]
+Better = Literal["higher", "lower"]
 VIEW_IMAGES = 8  # images of the view-similarity matrix (AAVAE Fig. 5)
 KNN_SMALL_K = 20  # the second weighted kNN (knn_weighted_cosine_k20), beside --knn-k
 
@@ -228,12 +229,21 @@ def _on(_: EvalContext) -> str | None:
 @dataclass(frozen=True)
 class MetricSpec:
     """The metrics ``names`` that one ``compute`` produces (a :class:`Metric`, or one per name
-    for a group), what it ``needs``, and ``off``: why the options turn it off, or None."""
+    for a group), what it ``needs``, and ``off``: why the options turn it off, or None.
+    ``better`` says which values are better (None: neither, e.g. a trade-off) and ``unit`` what
+    a value counts, for reports (``accuracy``: a fraction shown in %)."""
 
     names: tuple[str, ...]
     compute: Callable[[EvalContext], Computed]
     needs: tuple[Need, ...] = ()
     off: Callable[[EvalContext], str | None] = _on
+    better: Better | None = None
+    unit: str = ""
+
+
+def metric_spec(name: str) -> MetricSpec | None:
+    """The :class:`MetricSpec` in :data:`METRICS` that produces metric ``name``, or None."""
+    return next((s for s in METRICS if name in s.names), None)
 
 
 def measure(spec: MetricSpec, ctx: EvalContext) -> dict[str, Metric]:
@@ -410,6 +420,10 @@ def _views(c: EvalContext) -> Computed:
     return {name: Metric.from_dict(c.views[name]) for name in names}
 
 
+_ACCURACY: dict[str, Any] = {"better": "higher", "unit": "accuracy"}
+"""The ``better`` and ``unit`` of a top-1 accuracy."""
+
+
 def _off_when(flag: str, value: Callable[[EvalConfig], int]) -> Callable[[EvalContext], str | None]:
     """Off when the option read by ``value`` is 0 (``flag`` names it)."""
     return lambda c: f"{flag} 0" if value(c.config) <= 0 else None
@@ -417,44 +431,78 @@ def _off_when(flag: str, value: Callable[[EvalConfig], int]) -> Callable[[EvalCo
 
 METRICS: tuple[MetricSpec, ...] = (
     # posterior collapse and likelihood on the evaluation split
-    MetricSpec(("kl",), lambda c: Metric.from_dict(mean_kl(*c.posterior))),
-    MetricSpec(("mutual_information_batch",), _mutual_information(False), ("posterior",)),
-    MetricSpec(("mutual_information_full",), _mutual_information(True), ("posterior",)),
-    MetricSpec(("marginal_kl",), _marginal_kl, ("posterior",)),
-    MetricSpec(("active_units",), lambda c: Metric.from_dict(active_units(c.posterior[0]))),
-    MetricSpec(("recon_nll",), _recon_nll, ("decoder",)),
+    # (KL: neither direction is better, a trade-off between collapse and rate)
+    MetricSpec(("kl",), lambda c: Metric.from_dict(mean_kl(*c.posterior)), unit="nats"),
+    MetricSpec(
+        ("mutual_information_batch",),
+        _mutual_information(False),
+        ("posterior",),
+        better="higher",
+        unit="nats",
+    ),
+    MetricSpec(
+        ("mutual_information_full",),
+        _mutual_information(True),
+        ("posterior",),
+        better="higher",
+        unit="nats",
+    ),
+    MetricSpec(("marginal_kl",), _marginal_kl, ("posterior",), better="lower", unit="nats"),
+    MetricSpec(
+        ("active_units",),
+        lambda c: Metric.from_dict(active_units(c.posterior[0])),
+        better="higher",
+        unit="units",
+    ),
+    MetricSpec(("recon_nll",), _recon_nll, ("decoder",), better="lower", unit="nats per image"),
     MetricSpec(
         ("nll_iwae",),
         _nll_iwae,
         ("posterior", "decoder", "likelihood"),
         _off_when("--iwae-k", lambda o: o.iwae_k),
+        better="lower",
+        unit="nats per image",
     ),
     # probes: frozen features of the train split -> labels of the evaluation split
-    MetricSpec(("logreg_paper",), _logreg_paper, ("labels",)),
-    MetricSpec(("logreg_standard",), _fitted(logistic_regression_standard), ("labels",)),
-    MetricSpec(("perceptron_probe",), _fitted(perceptron_probe), ("labels",)),
+    MetricSpec(("logreg_paper",), _logreg_paper, ("labels",), **_ACCURACY),
     MetricSpec(
-        ("knn_weighted_cosine",), _knn("knn_weighted_cosine", lambda o: o.knn_k), ("labels",)
+        ("logreg_standard",), _fitted(logistic_regression_standard), ("labels",), **_ACCURACY
+    ),
+    MetricSpec(("perceptron_probe",), _fitted(perceptron_probe), ("labels",), **_ACCURACY),
+    MetricSpec(
+        ("knn_weighted_cosine",),
+        _knn("knn_weighted_cosine", lambda o: o.knn_k),
+        ("labels",),
+        **_ACCURACY,
     ),
     MetricSpec(
         ("knn_weighted_cosine_k20",),
         _knn("knn_weighted_cosine_k20", lambda _: KNN_SMALL_K),
         ("labels",),
+        **_ACCURACY,
     ),
     MetricSpec(
-        ("knn_uniform_euclidean",), _knn("knn_uniform_euclidean", lambda o: o.knn_k), ("labels",)
+        ("knn_uniform_euclidean",),
+        _knn("knn_uniform_euclidean", lambda o: o.knn_k),
+        ("labels",),
+        **_ACCURACY,
     ),
     MetricSpec(
         ("linear_adam",),
         _linear_adam,
         ("labels",),
         _off_when("--linear-epochs", lambda o: o.linear_epochs),
+        **_ACCURACY,
     ),
-    MetricSpec(("linear_sgd",), _linear_sgd, ("labels",), _linear_sgd_off),
-    # generation and invariance
+    MetricSpec(("linear_sgd",), _linear_sgd, ("labels",), _linear_sgd_off, **_ACCURACY),
+    # generation and invariance (view similarities: a collapsed encoder has both at 1)
     MetricSpec(
-        ("fid_domain", "fid_inception"), _fid, ("decoder",), _off_when("--fid-n", lambda o: o.fid_n)
+        ("fid_domain", "fid_inception"),
+        _fid,
+        ("decoder",),
+        _off_when("--fid-n", lambda o: o.fid_n),
+        better="lower",
     ),
-    MetricSpec(("view_cosine_within", "view_cosine_between"), _views, ("views",)),
+    MetricSpec(("view_cosine_within", "view_cosine_between"), _views, ("views",), unit="cosine"),
 )
 """Every metric of ``cvae eval``, in the order computed and written."""

@@ -1,7 +1,11 @@
 """One report model and its one renderer: a :class:`Report` (title, notes, sections of bullet
 items, tables and figures) written as Markdown and as a self-contained HTML page (inline CSS,
 figures embedded as base64 PNG, no scripts). ``cvae compare`` and ``cvae reproduce`` build a
-:class:`Report`; neither writes Markdown or HTML itself."""
+:class:`Report`; neither writes Markdown or HTML itself.
+
+The HTML page never grows wider than the window: every table scrolls inside its own box, the
+figures of a section sit side by side and wrap, and a ``collapsed`` section (e.g. protocols)
+is a closed ``<details>``."""
 
 from __future__ import annotations
 
@@ -13,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Style = Literal["", "code", "muted", "ok", "bad", "warn"]
+Style = Literal["", "code", "muted", "ok", "bad", "warn", "best"]
 
 
 @dataclass(frozen=True)
 class Span:
     """A piece of text and how it is shown: ``code`` (monospace), ``muted`` (a source),
-    ``ok`` / ``bad`` / ``warn`` (a verdict)."""
+    ``ok`` / ``bad`` / ``warn`` (a verdict), ``best`` (the best value of a row: bold)."""
 
     text: str
     style: Style = ""
@@ -58,7 +62,8 @@ class Figure:
 @dataclass
 class Section:
     """A heading (none when ``title`` is empty) at ``level`` 1-3, then a paragraph, bullet
-    ``items``, ``tables`` and ``figures``, in that order."""
+    ``items``, ``tables`` and ``figures`` (side by side), in that order. A ``collapsed``
+    section is shown closed under its title (``<details>``) until the reader opens it."""
 
     title: str = ""
     level: int = 2
@@ -66,6 +71,7 @@ class Section:
     items: list[Inline] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)
+    collapsed: bool = False
 
 
 @dataclass
@@ -81,7 +87,9 @@ class Report:
 
 
 def _md_span(span: Span) -> str:
-    return f"`{span.text}`" if span.style == "code" else span.text
+    if span.style == "code":
+        return f"`{span.text}`"
+    return f"**{span.text}**" if span.style == "best" else span.text
 
 
 def _md_inline(spans: Inline) -> str:
@@ -108,7 +116,9 @@ def render_markdown(report: Report, base: Path | None = None) -> str:
     if report.notes:
         lines += [f"- {_md_inline(n)}" for n in report.notes] + [""]
     for section in report.sections:
-        if section.title:
+        if section.collapsed:
+            lines += [f"<details><summary>{html.escape(section.title)}</summary>", ""]
+        elif section.title:
             lines += [f"{'#' * section.level} {section.title}", ""]
         if section.text:
             lines += [_md_inline(section.text), ""]
@@ -116,22 +126,34 @@ def render_markdown(report: Report, base: Path | None = None) -> str:
             lines += [f"- {_md_inline(item)}" for item in section.items] + [""]
         for table in section.tables:
             lines += [markdown_table(table), ""]
-        for figure in section.figures:
-            path = os.path.relpath(figure.path, base) if base is not None else str(figure.path)
-            lines += [f"![{figure.caption}]({Path(path).as_posix()})", ""]
+        if section.figures:  # one line: side by side where the viewer has room
+            lines += [" ".join(_md_figure(f, base) for f in section.figures), ""]
+        if section.collapsed:
+            lines += ["</details>", ""]
     return "\n".join(lines)
+
+
+def _md_figure(figure: Figure, base: Path | None) -> str:
+    path = os.path.relpath(figure.path, base) if base is not None else str(figure.path)
+    return f"![{figure.caption}]({Path(path).as_posix()})"
 
 
 # --------------------------------------------------------------------------- HTML
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 2em;color:#222;max-width:1400px}
+.scroll{max-width:100%;overflow-x:auto;margin:1em 0}
+table{border-collapse:collapse;font-size:14px}
 th,td{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f0f0f0}.muted{color:#555;font-size:12px}.ok{color:#176b1c}.bad{color:#a11}
-.warn{color:#8a6d00}code{font-size:12px;word-break:break-all}
-figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
-figure img{max-width:640px;border:1px solid #ddd}figcaption{font-size:13px;color:#444}
+.warn{color:#8a6d00}.best{font-weight:bold;background:#e3f4e1;padding:0 3px}
+code{font-size:12px;word-break:break-all}li{overflow-wrap:anywhere}
+.figures{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start;margin-bottom:1em}
+figure{margin:0;flex:1 1 0;min-width:min(300px,100%);max-width:640px}
+figure img{display:block;max-width:100%;height:auto;border:1px solid #ddd}
+figcaption{font-size:13px;color:#444}
+details{margin:1em 0}summary{cursor:pointer;font-size:1.3em;font-weight:bold}
 """
 
 
@@ -139,7 +161,15 @@ def _html_span(span: Span) -> str:
     text = html.escape(span.text)
     if span.style == "code":
         return f"<code>{text}</code>"
+    if span.style == "best":
+        return f"<strong class=best>{text}</strong>"
     return f"<span class={span.style}>{text}</span>" if span.style else text
+
+
+def _breakable(text: str) -> str:
+    """``text`` escaped, with a line-break opportunity after each ``,`` and ``/`` (run names
+    such as ``preset,model.beta=1e-05,train.seed=101`` have no spaces)."""
+    return html.escape(text).replace(",", ",<wbr>").replace("/", "/<wbr>")
 
 
 def _html_inline(spans: Inline) -> str:
@@ -147,12 +177,12 @@ def _html_inline(spans: Inline) -> str:
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    head = "".join(f"<th>{_breakable(c)}</th>" for c in table.columns)
     rows = [
         "<tr>" + "".join(f"<td>{'<br>'.join(_html_span(s) for s in c)}</td>" for c in row) + "</tr>"
         for row in table.rows
     ]
-    return "\n".join([f"<table><tr>{head}</tr>", *rows, "</table>"])
+    return "\n".join([f"<div class=scroll><table><tr>{head}</tr>", *rows, "</table></div>"])
 
 
 def _html_figure(figure: Figure) -> str:
@@ -176,7 +206,9 @@ def render_html(report: Report) -> str:
     if report.notes:
         out.append("<ul>" + "".join(f"<li>{_html_inline(n)}</li>" for n in report.notes) + "</ul>")
     for section in report.sections:
-        if section.title:
+        if section.collapsed:
+            out.append(f"<details><summary>{html.escape(section.title)}</summary>")
+        elif section.title:
             out.append(f"<h{section.level}>{html.escape(section.title)}</h{section.level}>")
         if section.text:
             out.append(f"<p>{_html_inline(section.text)}</p>")
@@ -184,7 +216,10 @@ def render_html(report: Report) -> str:
             out.append("<ul>" + "".join(f"<li>{_html_inline(i)}</li>" for i in section.items))
             out.append("</ul>")
         out += [_html_table(t) for t in section.tables]
-        out += [_html_figure(f) for f in section.figures]
+        if section.figures:
+            out += ["<div class=figures>", *(_html_figure(f) for f in section.figures), "</div>"]
+        if section.collapsed:
+            out.append("</details>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
