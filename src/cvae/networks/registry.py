@@ -70,6 +70,7 @@ class Builder(Protocol):
         self,
         image_shape: tuple[int, int, int],
         latent_dim: int,
+        /,
         *,
         channels: list[int] | None,
         batchnorm: bool,
@@ -242,9 +243,7 @@ def check_networks(
     """``nets`` if it is an ``(encoder, decoder)`` pair of modules keeping the interface on a
     batch of two zero images (in eval mode, without gradients), else one-line ConfigError."""
     if not (
-        isinstance(nets, tuple)
-        and len(nets) == 2
-        and all(isinstance(n, nn.Module) for n in nets)
+        isinstance(nets, tuple) and len(nets) == 2 and all(isinstance(n, nn.Module) for n in nets)
     ):
         raise ConfigError(
             f"architecture {arch!r}: the builder must return (encoder, decoder) nn.Modules, "
