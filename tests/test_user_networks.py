@@ -205,7 +205,7 @@ def test_eval_of_a_run_whose_module_is_gone_names_it(
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(EXAMPLES)])
     needle = "model.module 'my_nets' cannot be imported"
     line = expect_refusal(capsys, ["eval", str(mlp_run)], code=2, needle=needle, root=mlp_run)
-    assert "PYTHONPATH" in line
+    assert "PYTHONPATH" in line and "not a checkpoint" not in line
 
 
 def test_register_refuses_taken_names_and_accepts_a_reimport() -> None:

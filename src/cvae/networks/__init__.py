@@ -6,6 +6,7 @@ from cvae.networks.registry import (
     Builder,
     DecoderNet,
     EncoderNet,
+    ModuleNotImportable,
     build_networks,
     register_architecture,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "Builder",
     "DecoderNet",
     "EncoderNet",
+    "ModuleNotImportable",
     "build_networks",
     "register_architecture",
     "ConvDecoder",

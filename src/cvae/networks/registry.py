@@ -155,27 +155,31 @@ def _origin(builder: object) -> str:
     return f"{module}.{getattr(builder, '__qualname__', type(builder).__name__)}"
 
 
+class ModuleNotImportable(ConfigError):
+    """``model.module`` cannot be imported: the user's code is missing or broken, not the run."""
+
+
 def import_module(module: str | None) -> None:
     """Import ``module`` (``model.module``), so that the architectures it registers exist.
 
     It must be importable by name (on ``sys.path``, e.g. through ``PYTHONPATH``); importing it
-    runs its code. Not importable, or failing on import: one-line :class:`ConfigError`."""
+    runs its code. Not importable, or failing on import: one-line :class:`ModuleNotImportable`."""
     if module is None:
         return
     if not _MODULE_NAME.fullmatch(module):
-        raise ConfigError(
+        raise ModuleNotImportable(
             f"model.module {module!r} is not a module name (e.g. my_pkg.my_nets): "
             "put its folder on PYTHONPATH and give the module's dotted name, not a file path"
         )
     try:
         importlib.import_module(module)
     except ModuleNotFoundError as err:
-        raise ConfigError(
+        raise ModuleNotImportable(
             f"model.module {module!r} cannot be imported ({one_line(err, 80)}); "
             "it must be on sys.path, e.g. PYTHONPATH=its/folder"
         ) from None
     except Exception as err:  # the user's module failed while importing: one line, its cause
-        raise ConfigError(
+        raise ModuleNotImportable(
             f"model.module {module!r} failed on import: {type(err).__name__}: {one_line(err, 100)}"
         ) from None
 
