@@ -27,6 +27,7 @@ ADDED_SINCE = (
     "loss.terms.mmd.",
     "loss.terms.infomax.",
     "loss.terms.infonce.epoch_momentum",
+    "model.module",
 )
 """Keys of terms and options added after the fixtures were written (their defaults apply)."""
 

@@ -20,7 +20,7 @@ from cvae.config import RunConfig, ValueRange, from_plain, load_yaml
 from cvae.data.base import IN_MEMORY, DataSplits, ImageDataset, from_float, to_float
 from cvae.errors import CvaeError, one_line
 from cvae.methods import Method, build_method, resolve
-from cvae.networks import VAE
+from cvae.networks import VAE, ModuleNotImportable
 from cvae.training import TrainResult
 from cvae.training import train as _train
 from cvae.training.checkpoint import CHECKPOINTS, load_run_checkpoint, load_state
@@ -160,6 +160,8 @@ def load(run_dir: str | Path, device: str = "cpu", checkpoint: str = "last") -> 
         cfg = resolve(from_plain(config), shape)
         method = build_method(cfg, shape).to(dev)
         epoch = int(epoch)
+    except ModuleNotImportable as err:  # the run is fine; the user's network module is missing
+        raise ModuleNotImportable(f"{path}: {err}") from None
     except (CvaeError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CvaeError(f"{path}: not a checkpoint this cvae can load ({one_line(err)})") from None
     load_state(method, state, path, "model")

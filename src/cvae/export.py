@@ -121,7 +121,8 @@ def model_card(
         "## Method",
         "",
         f"- method: `{cfg.method}` (preset: {cfg.preset or 'none'})",
-        f"- network: `{cfg.model.arch}`, latent size {cfg.model.latent_dim}",
+        f"- network: `{cfg.model.arch}`{_from_module(cfg.model.module)}, "
+        f"latent size {cfg.model.latent_dim}",
         f"- loss terms (weight): {weights or 'none'}",
         f"- training: {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, "
         f"lr {cfg.train.lr:g}, seed {cfg.train.seed}",
@@ -162,6 +163,11 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _from_module(module: str | None) -> str:
+    """Where a user's architecture comes from: loading needs its module on the Python path."""
+    return "" if module is None else f" from module `{module}` (importable: on PYTHONPATH)"
 
 
 def _metric_lines(metrics: dict[str, Any], epoch: int, run_dir: Path) -> list[str]:

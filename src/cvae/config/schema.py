@@ -124,7 +124,11 @@ class DataConfig:
 @dataclass(slots=True)
 class ModelConfig:
     arch: str = "conv"
-    """conv (CVAE paper) | pv (PyTorch-VAE, BTVAE) | crvae-medium | resnet18 | resnet50 (AAVAE)."""
+    """conv (CVAE paper) | pv (PyTorch-VAE, BTVAE) | crvae-medium | resnet18 | resnet50 (AAVAE),
+    or a name a user's module registers (docs/networks.md)."""
+    module: str | None = None
+    """An importable module (dotted name, on sys.path) imported before ``arch`` is looked up, so
+    that it can register its own architecture; importing it runs its code (docs/networks.md)."""
     latent_dim: int = bounded(10, POSITIVE)
     channels: list[int] | None = field(default=None, metadata={"bound": POSITIVE, "nonempty": True})
     """conv: output channels of each stride-2 conv (k4, p1), mirrored by the decoder (null:

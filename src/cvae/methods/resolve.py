@@ -1,7 +1,7 @@
 """From a config as written to the config a run uses: the registry checks (method, dataset,
 term combinations) and the resolution of every ``auto``/null value by the method's defaults and
 the image shape. The resolved config is what a run directory stores, so a run never depends on
-defaults."""
+defaults (nor on an architecture registered in-process: its module is recorded)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cvae.data.base import IN_MEMORY
 from cvae.errors import ConfigError
 from cvae.methods.specs import METHODS, MethodSpec
 from cvae.methods.terms import TERMS
+from cvae.networks.registry import architecture_module, check_architecture
 
 
 def check_config(cfg: RunConfig) -> RunConfig:
@@ -24,6 +25,7 @@ def check_config(cfg: RunConfig) -> RunConfig:
         raise ConfigError(
             f"unknown dataset '{cfg.data.dataset}'; choose from {', '.join(DATASETS)}"
         )
+    check_architecture(cfg.model.arch, cfg.model.module)
     _check_heads(cfg, METHODS[cfg.method])
     return cfg
 
@@ -85,6 +87,8 @@ def _method_defaults(cfg: RunConfig, spec: MethodSpec) -> None:
 
 
 def _shape_defaults(cfg: RunConfig, channels: int) -> None:
+    if cfg.model.module is None:  # recorded, so that a later process imports it again
+        cfg.model.module = architecture_module(cfg.model.arch)
     if cfg.model.channels is None and cfg.model.arch == "conv":
         cfg.model.channels = [8, 16, 32]
     if cfg.data.value_range == "auto":

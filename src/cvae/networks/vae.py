@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from cvae.config import Activation, ModelConfig
-from cvae.errors import ConfigError
 from cvae.networks.conv import ProjectionHead
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -78,14 +77,16 @@ def build_model(
     output_activation: Activation,
     with_head: bool,
 ) -> VAE:
-    """The VAE of ``cfg.arch`` for ``image_shape = (C, H, W)`` (square images)."""
+    """The VAE of ``cfg.arch`` (from ``cfg.module`` when set) for ``image_shape = (C, H, W)``."""
     from cvae.networks.registry import build_networks
 
-    c, h, w = image_shape
-    if h != w:
-        raise ConfigError(f"the networks need square images, got {h}x{w}")
     encoder, decoder = build_networks(
-        cfg.arch, image_shape, cfg.latent_dim, channels=cfg.channels, batchnorm=cfg.batchnorm
+        cfg.arch,
+        image_shape,
+        cfg.latent_dim,
+        channels=cfg.channels,
+        batchnorm=cfg.batchnorm,
+        module=cfg.module,
     )
     head = (
         ProjectionHead(cfg.latent_dim, cfg.projection, cfg.projection_final_relu)
