@@ -28,6 +28,7 @@ ADDED_SINCE = (
     "loss.terms.infomax.",
     "loss.terms.infonce.epoch_momentum",
     "model.module",
+    "train.loggers",
 )
 """Keys of terms and options added after the fixtures were written (their defaults apply)."""
 
