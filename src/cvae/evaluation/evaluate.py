@@ -136,6 +136,7 @@ def _header(ctx: EvalContext, provenance: dict[str, Any], feature_source: str) -
             "train_split_n": len(data.train),
             "val_fraction": run.config.data.val_fraction,
             "split_seed": run.config.data.split_seed,
+            "data_splits": data.info.get("data_splits"),
             "value_range": run.value_range,
             **provenance,
         },
@@ -210,7 +211,7 @@ def _eval_data(run: Run, data: DataSplits | None) -> tuple[DataSplits, dict[str,
                 "the train split given differs from the run's training data (sha256): probes "
                 "fit on other data than the model saw"
             )
-    return data, provenance, notes
+    return data.in_memory(), provenance, notes
 
 
 def _write_json(obj: dict[str, Any], path: Path) -> None:

@@ -69,6 +69,9 @@ def data_from_config(cfg: RunConfig) -> DataSplits:
         image_size=d.image_size,
         val_fraction=d.val_fraction,
         split_seed=d.split_seed,
+        test_fraction=d.test_fraction,
+        memmap=d.memmap,
+        cache_dir=d.cache_dir,
         synthetic_shape=(c, h, w),
         synthetic_size=d.synthetic_size,
     )
@@ -82,7 +85,7 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
 
 RESUMABLE_KEYS = frozenset(
     {"train.epochs", "train.device", "train.threads", "train.progress", "train.compile",
-     "data.download", "data.data_dir"}
+     "data.download", "data.data_dir", "data.memmap", "data.cache_dir"}
 )  # fmt: skip
 """Config keys a resumed run may change (how and how long it runs, where its data lies)."""
 
