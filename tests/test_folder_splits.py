@@ -150,7 +150,7 @@ def test_eval_records_where_the_test_split_comes_from(tmp_path: Path) -> None:
     run = _tiny_folder_run(root, tmp_path)
     assert json.loads((run / "data.json").read_text())["sizes"] == {
         "train": 32, "val": 4, "test": 4}  # fmt: skip
-    metrics = evaluate(run, iwae_k=0, linear_epochs=0, fid_n=0, run_linear_sgd=False)
+    metrics = evaluate(run, embedding="none", iwae_k=0, linear_epochs=0, fid_n=0)
     assert metrics["eval_split"] == {"name": "test", "n": 4}
     record = metrics["data"]["data_splits"]
     assert record["test"].startswith("seeded 0.1 of the folder's images held out")
