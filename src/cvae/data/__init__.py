@@ -153,5 +153,5 @@ def _storage(
     if not memmap:
         return splits.in_memory(), None
     if len(mapped) == len(parts):
-        return splits, str(mapped[0].mapping.path)
+        return splits, str(mapped[0].file.path)
     return cache_splits(splits, cache_root / "memmap")

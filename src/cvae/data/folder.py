@@ -58,8 +58,8 @@ def _scan_layout(root: Path) -> dict[str, _Split]:
     flat = [p.name for p in entries if _is_image(p)]
     if others or flat:
         raise DataError(
-            f"{root}: has a train/ folder and also {(others + flat)[0]!r}; with split folders "
-            "put everything in train/, val/ and test/"
+            f"{root}: has a train/ folder and also {(others + flat)[0]!r}; split folders "
+            "(train/, val/, test/) hold everything (rename a class folder named train)"
         )
     splits = {n: _scan(root / n, sorted((root / n).iterdir())) for n in SPLIT_FOLDERS if n in names}
     classes = splits["train"].classes
