@@ -4,6 +4,7 @@ training that is the same from memory and from the memmap."""
 from __future__ import annotations
 
 import csv
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ def test_gather_returns_the_rows_asked_for(tmp_path: Path) -> None:
     rgb = view.expand_to(3)
     assert rgb.shape == (3, 3, 2, 3) and torch.equal(rgb[0][2], torch.from_numpy(x[8, 0]))
     assert view.to("cpu")[0].device == torch.device("cpu")
+    copied = pickle.loads(pickle.dumps(view))  # reopens the file by its path
+    assert copied.file is not view.file and torch.equal(copied.load(), view.load())
     with pytest.raises(TypeError, match="1-D index"):
         images[torch.tensor([[0, 1]])]
 

@@ -60,6 +60,12 @@ class _CacheFile:
         if hasattr(self, "fd"):
             os.close(self.fd)
 
+    def __getstate__(self) -> dict[str, Path]:  # another process opens the file itself
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Path]) -> None:
+        self.__init__(state["path"])  # type: ignore[misc]
+
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (any order, >= 0) as a new array: one read for consecutive rows, else
         one read per row in file order, each straight into its place in the result."""

@@ -1,5 +1,6 @@
 """The training loop. Read it top to bottom: setup, (resume), epochs of steps, validation, log,
-checkpoint. Whole datasets live on the training device as uint8; batches are index slices.
+checkpoint. Whole datasets live on the training device as uint8 (or, with ``data.memmap``, in a
+cache file each batch is read from); batches are index slices.
 
 Under ``torchrun`` (several processes) each process takes its rows of every global batch and
 trains through DistributedDataParallel; rank 0 alone logs, validates and writes checkpoints
