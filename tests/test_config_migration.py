@@ -27,6 +27,9 @@ ADDED_SINCE = (
     "loss.terms.mmd.",
     "loss.terms.infomax.",
     "loss.terms.infonce.epoch_momentum",
+    "data.test_fraction",
+    "data.memmap",
+    "data.cache_dir",
 )
 """Keys of terms and options added after the fixtures were written (their defaults apply)."""
 
