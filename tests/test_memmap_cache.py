@@ -14,7 +14,7 @@ from PIL import Image
 
 import cvae
 from cvae.api import dataset_sha256
-from cvae.config import RunConfig, from_plain
+from cvae.config import RunConfig, from_dict, from_plain
 from cvae.data import load_data
 from cvae.data.memmap import MemmapImages, read_cache, write_cache
 
@@ -110,8 +110,10 @@ def test_datasets_loaded_in_memory_can_be_cached_too(tmp_path: Path) -> None:
 
 
 def test_old_configs_load_and_memmap_is_a_switch() -> None:
-    cfg = from_plain({"data": {"dataset": "folder", "val_fraction": 0.2}})  # saved before
-    assert (cfg.data.memmap, cfg.data.test_fraction, cfg.data.cache_dir) == (None, 0.1, None)
+    cfg = from_plain({"data": {"dataset": "folder", "val_fraction": 0.2}})  # a run saved before
+    assert (cfg.data.memmap, cfg.data.test_fraction, cfg.data.cache_dir) == (None, 0.0, None)
+    assert from_dict({"data": {"dataset": "folder"}}).data.test_fraction == 0.1  # a new config
+    assert from_plain(RunConfig().to_dict()).data.test_fraction == 0.1
     assert from_plain({"data": {"memmap": True}}).data.memmap is True
 
 
