@@ -155,6 +155,12 @@ def test_eval_records_where_the_test_split_comes_from(tmp_path: Path) -> None:
     record = metrics["data"]["data_splits"]
     assert record["test"].startswith("seeded 0.1 of the folder's images held out")
     assert len(record["fallbacks"]) == 2
+    assert not any("no test split" in note for note in metrics["notes"])
+    no_test = _load(root, tmp_path, test_fraction=0.0)  # as a folder run before test_fraction
+    metrics = evaluate(run, data=no_test, embedding="none", iwae_k=0, linear_epochs=0, fid_n=0)
+    assert metrics["eval_split"] == {"name": "val", "n": 4}
+    assert any(note.startswith("no test split: the evaluation split is val (4 images)")
+               for note in metrics["notes"])  # fmt: skip
 
 
 @pytest.mark.integration

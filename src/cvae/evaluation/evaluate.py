@@ -211,6 +211,11 @@ def _eval_data(run: Run, data: DataSplits | None) -> tuple[DataSplits, dict[str,
                 "the train split given differs from the run's training data (sha256): probes "
                 "fit on other data than the model saw"
             )
+    if data.test is None:
+        notes.append(
+            f"no test split: the evaluation split is val ({len(data.val)} images); see "
+            "data.data_splits"
+        )
     return data.in_memory(), provenance, notes
 
 
