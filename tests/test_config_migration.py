@@ -29,6 +29,9 @@ ADDED_SINCE = (
     "loss.terms.infonce.epoch_momentum",
     "model.module",
     "train.loggers",
+    "data.test_fraction",
+    "data.memmap",
+    "data.cache_dir",
 )
 """Keys of terms and options added after the fixtures were written (their defaults apply)."""
 

@@ -378,7 +378,7 @@ def test_folder_labeled_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (root / "cat" / "notes.txt").write_text("ignored")
     cache_root = tmp_path / "cache"
     loaded = folder.load_folder(root, cache_root=cache_root)
-    data, info = loaded.train, loaded.info
+    data, info = loaded.train.in_memory(), loaded.info
     assert data.images.shape == (3, 1, 5, 6) and data.classes == ["cat", "dog"]
     assert data.labels.tolist() == [0, 0, 1] and int(data.images[2].float().mean()) == 200
     assert not info["cache_hit"] and Path(info["cache"]).is_file()
@@ -390,7 +390,7 @@ def test_folder_labeled_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(folder, "_decode", no_decoding)
     monkeypatch.setattr(folder, "_probe", no_decoding)
     loaded = folder.load_folder(root, cache_root=cache_root)
-    again, info = loaded.train, loaded.info
+    again, info = loaded.train.in_memory(), loaded.info
     assert info["cache_hit"] and torch.equal(again.images, data.images)
     assert torch.equal(again.labels, data.labels) and again.classes == ["cat", "dog"]
     save_image(root / "dog" / "d.png", (6, 5))  # a new file invalidates the cache
@@ -529,5 +529,5 @@ def test_load_mnist_downloads(
     cached = tmp_path / "cache" / "mnist"
     assert sorted(os.listdir(cached)) == sorted(f"{stem}.gz" for stem in STEMS)
     loaded = load_mnist(None, download=False)  # now served from the cache
-    again, info = loaded.train, loaded.info
+    again, info = loaded.train.in_memory(), loaded.info
     assert torch.equal(again.images, train.images) and info["downloaded"] == []

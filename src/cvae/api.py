@@ -244,7 +244,8 @@ def splits_sha256(data: DataSplits) -> dict[str, str | None]:
 def dataset_sha256(data: ImageDataset) -> str:
     """sha256 over the shape, the uint8 image bytes and the int64 labels of ``data``."""
     h = hashlib.sha256(repr(tuple(data.images.shape)).encode())
-    h.update(data.images.detach().cpu().contiguous().numpy().data)
+    for chunk in data.images.split(4096):  # bounded memory for memory-mapped images
+        h.update(chunk.detach().cpu().contiguous().numpy().data)
     if data.labels is not None:
         h.update(data.labels.detach().cpu().to(torch.int64).contiguous().numpy().data)
     return h.hexdigest()

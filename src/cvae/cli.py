@@ -204,7 +204,7 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
                 "--resume continues a run as configured; only --epochs, --device and "
                 "--threads may change"
             )
-        cfg = C.from_dict(C.load_yaml(args.resume / "config.yaml"))
+        cfg = C.from_plain(C.load_yaml(args.resume / "config.yaml"))
     else:
         cfg = C.load_preset(args.preset) if args.preset else C.RunConfig()
         if args.config:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from cvae.config.migrate import nest, rename_old_keys
+from cvae.config.migrate import SAVED_WITHOUT, nest, rename_old_keys
 from cvae.config.schema import RunConfig
 from cvae.config.values import flatten, set_value
 from cvae.errors import ConfigError
@@ -33,8 +33,14 @@ def from_dict(data: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
 
 
 def from_plain(data: dict[str, Any]) -> RunConfig:
-    """Inverse of :meth:`RunConfig.to_dict` (rebuilds a run's saved config, old keys too)."""
-    return from_dict(data)
+    """Inverse of :meth:`RunConfig.to_dict` (rebuilds a run's saved config, old keys too; a key
+    the run was saved without gets the value that reproduces it, :data:`SAVED_WITHOUT`)."""
+    cfg = from_dict(data)
+    saved = rename_old_keys(flatten(data))
+    for key, value in SAVED_WITHOUT.items():
+        if key not in saved:
+            set_value(cfg, key, value)
+    return cfg
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:

@@ -31,6 +31,10 @@ OLD_KEYS: dict[str, str] = {
 }
 """Old dotted key -> new dotted key."""
 
+SAVED_WITHOUT: dict[str, Any] = {"data.test_fraction": 0.0}
+"""Keys added since some runs were saved -> the value that reproduces such a run (a ``folder``
+run then had no test split: its images were train and val only)."""
+
 
 def rename_old_keys(flat: dict[str, Any]) -> dict[str, Any]:
     """Dotted keys with every old key renamed (order kept); an old key given together with its

@@ -111,7 +111,16 @@ class DataConfig:
     """(C, H, W) of the ``synthetic`` dataset's images."""
     synthetic_size: int = bounded(2048, AT_LEAST_ONE)
     val_fraction: float = bounded(0.1, UNIT)
+    """Seeded part of the train set that becomes ``val`` when the dataset has no val split."""
+    test_fraction: float = bounded(0.1, UNIT)
+    """Seeded held-out part that becomes ``test`` when the dataset has no test split (``folder``
+    without a ``test/`` folder)."""
     split_seed: int = bounded(0, SEED)
+    memmap: bool | None = None
+    """Train from a memory-mapped uint8 cache instead of RAM; null (auto): for a ``folder``
+    dataset of more than 2 GiB of uint8 images (see docs/datasets.md)."""
+    cache_dir: str | None = None
+    """Where decoded caches go (null: ``$CVAE_DATA`` or ``~/.cache/cvae/data``)."""
     value_range: Literal["auto", ValueRange] = "auto"
     """01 (ToTensor) | pm1 (Normalize 0.5/0.5) | auto (pm1 for 3 channels, else 01)."""
     channels: int | None = None

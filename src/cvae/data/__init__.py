@@ -1,13 +1,26 @@
-"""Datasets as in-memory uint8 tensors, loaded through one entry point: :func:`load_data`."""
+"""Datasets as uint8 images (in memory or memory-mapped), loaded through one entry point:
+:func:`load_data`."""
 
 from __future__ import annotations
 
+import math
+import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cvae.data.base import DataSplits, ImageDataset, Loaded, from_float, split_train_val, to_float
+from cvae.data.base import (
+    TEST_STREAM,
+    DataSplits,
+    ImageDataset,
+    Loaded,
+    from_float,
+    split_train_val,
+    to_float,
+)
+from cvae.data.download import default_data_root
+from cvae.data.memmap import AUTO_BYTES, MemmapImages
 from cvae.data.registry import (
     REGISTRY,
     DatasetSpec,
@@ -17,6 +30,7 @@ from cvae.data.registry import (
     get_dataset,
     missing_message,
 )
+from cvae.data.splits import SplitPlan, cache_splits
 from cvae.errors import ConfigError
 
 DATASETS: tuple[str, ...] = tuple(REGISTRY)
@@ -63,6 +77,9 @@ def load_data(
     image_size: int | None = None,
     val_fraction: float = 0.1,
     split_seed: int = 0,
+    test_fraction: float = 0.1,
+    memmap: bool | None = None,
+    cache_dir: str | Path | None = None,
     synthetic_shape: tuple[int, int, int] = (1, 28, 28),
     synthetic_size: int = 2048,
 ) -> DataSplits:
@@ -72,34 +89,69 @@ def load_data(
     ``$CVAE_DATA`` or ``~/.cache/cvae/data``; required for ``folder``); ``download`` fetches
     missing files (md5-checked). ``image_size`` resizes every image to a square (bilinear);
     celeba (default 64, after the centre crop 148) and omniglot (default 28) decode straight to
-    it. A seeded ``val_fraction`` of the official train set becomes ``val``, except for celeba,
-    whose official valid partition is ``val``. ``stl10-unlabeled`` trains on the 100k unlabeled
+    it. A dataset without a test split (``folder`` without ``test/``) gets a seeded held-out
+    ``test_fraction`` of its images as ``test``; then a seeded ``val_fraction`` of the train set
+    becomes ``val``, unless the dataset has its own (celeba's official valid partition, a
+    folder's ``val/``). Each such fallback of a ``folder`` is said once on stderr; every split's
+    origin is in ``info["data_splits"]``. ``stl10-unlabeled`` trains on the 100k unlabeled
     images (labels ``None``). ``synthetic`` draws ``synthetic_size`` train and
-    ``synthetic_size // 4`` test images of ``synthetic_shape``. ``info`` records the provenance
-    of every split.
+    ``synthetic_size // 4`` test images of ``synthetic_shape``.
+
+    ``memmap``: the splits' images are views of a uint8 ``.npy`` cache under ``cache_dir``
+    (default: the data root above), read batch by batch (:class:`~cvae.data.memmap.MemmapImages`);
+    ``None`` (auto): for a ``folder`` of more than 2 GiB of uint8 images. Other datasets are
+    loaded in memory first and written to the cache when ``memmap`` is true.
     """
     spec = get_dataset(name)
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    for key, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= fraction < 1.0:
+            raise ConfigError(f"{key} must be in [0, 1), got {fraction}")
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size}")
     root = None if data_dir is None else Path(data_dir).expanduser()
-    loaded = spec.load(Request(root, download, image_size, synthetic_shape, synthetic_size))
+    cache_root = default_data_root() if cache_dir is None else Path(cache_dir).expanduser()
+    request = Request(root, download, image_size, synthetic_shape, synthetic_size, cache_root)
+    loaded = spec.load(request)
 
     train, val, test = loaded.train, loaded.val, loaded.test
     if image_size is not None:
         train = _resize(train, image_size)
         val, test = (None if d is None else _resize(d, image_size) for d in (val, test))
+    plan = SplitPlan(loaded, val_fraction, test_fraction, split_seed)
+    if test is None and round(len(train) * test_fraction) > 0:
+        train, test = split_train_val(train, test_fraction, split_seed + TEST_STREAM)
     official_val = val is not None
     if val is None:
         train, val = split_train_val(train, val_fraction, split_seed)
+    splits = DataSplits(name, train, val, test)
+    for line in plan.fallbacks(splits):
+        print(f"cvae: data: {line}", file=sys.stderr, flush=True)
+    splits, cache = _storage(splits, memmap, cache_root)
     sizes = {"train": len(train), "val": len(val), "test": None if test is None else len(test)}
-    info = {
+    splits.info = {
         "dataset": name,
         **loaded.info,
         "split_seed": split_seed,
         "val_fraction": None if official_val else val_fraction,
         "image_shape": list(train.shape),
         "sizes": sizes,
+        "data_splits": plan.record(splits),
+        "memmap": cache,
     }
-    return DataSplits(name, train, val, test, info)
+    return splits
+
+
+def _storage(
+    splits: DataSplits, memmap: bool | None, cache_root: Path
+) -> tuple[DataSplits, str | None]:
+    """The splits in memory or as views of a cache file (its path is returned, else ``None``)."""
+    parts = [s for s in (splits.train, splits.val, splits.test) if s is not None]
+    mapped = [s.images for s in parts if isinstance(s.images, MemmapImages)]
+    if memmap is None:
+        nbytes = sum(len(s) * math.prod(s.shape) for s in parts)
+        memmap = len(mapped) == len(parts) and nbytes > AUTO_BYTES
+    if not memmap:
+        return splits.in_memory(), None
+    if len(mapped) == len(parts):
+        return splits, str(mapped[0].file.path)
+    return cache_splits(splits, cache_root / "memmap")

@@ -1,4 +1,5 @@
-"""In-memory uint8 image datasets, seeded splits and the uint8 -> float conversion."""
+"""uint8 image datasets (in memory or memory-mapped), seeded splits and the uint8 -> float
+conversion."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, Literal
 
 import torch
 
+from cvae.data.memmap import MemmapImages
 from cvae.errors import DataError
 
 ValueRange = Literal["01", "pm1"]
@@ -15,12 +17,13 @@ IN_MEMORY = "in-memory"  # the dataset of a run trained on splits handed to the 
 
 @dataclass
 class ImageDataset:
-    """A whole dataset held as tensors.
+    """A whole dataset.
 
-    images: uint8 ``[N, C, H, W]``; labels: int64 ``[N]`` or ``None`` for unlabeled data.
+    images: uint8 ``[N, C, H, W]``, a tensor or a :class:`MemmapImages` (rows of a cache file,
+    read when indexed); labels: int64 ``[N]`` or ``None`` for unlabeled data.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | MemmapImages
     labels: torch.Tensor | None = None
     classes: list[str] | None = None
 
@@ -44,7 +47,18 @@ class ImageDataset:
 
     def subset(self, index: torch.Tensor) -> ImageDataset:
         labels = None if self.labels is None else self.labels[index]
-        return ImageDataset(self.images[index], labels, self.classes)
+        images = self.images
+        return ImageDataset(
+            images.take(index) if isinstance(images, MemmapImages) else images[index],
+            labels,
+            self.classes,
+        )
+
+    def in_memory(self) -> ImageDataset:
+        """The same dataset with its images read into one tensor (itself if already)."""
+        if not isinstance(self.images, MemmapImages):
+            return self
+        return ImageDataset(self.images.load(), self.labels, self.classes)
 
     def to(self, device: torch.device | str) -> ImageDataset:
         labels = None if self.labels is None else self.labels.to(device)
@@ -57,8 +71,11 @@ class ImageDataset:
             return self
         if have != 1:
             raise DataError(f"cannot turn {have}-channel images into {channels} channels")
+        images = self.images
+        if isinstance(images, MemmapImages):
+            return ImageDataset(images.expand_to(channels), self.labels, self.classes)
         return ImageDataset(
-            self.images.expand(-1, channels, -1, -1).contiguous(), self.labels, self.classes
+            images.expand(-1, channels, -1, -1).contiguous(), self.labels, self.classes
         )
 
 
@@ -116,11 +133,21 @@ class DataSplits:
             info,
         )
 
+    def in_memory(self) -> DataSplits:
+        """Every split's images in memory (see :meth:`ImageDataset.in_memory`)."""
+        test = None if self.test is None else self.test.in_memory()
+        return DataSplits(self.name, self.train.in_memory(), self.val.in_memory(), test, self.info)
+
+
+TEST_STREAM = 1_000_003
+"""Added to the split seed for the held-out test split, so it is drawn apart from ``val``."""
+
 
 def split_train_val(
     data: ImageDataset, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[ImageDataset, ImageDataset]:
-    """Seeded random split (the papers use an unseeded 90/10 ``random_split``)."""
+    """Seeded random split (the papers use an unseeded 90/10 ``random_split``); also carves the
+    held-out test split (with ``seed + TEST_STREAM``)."""
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n_val = int(round(len(data) * val_fraction))

@@ -25,6 +25,7 @@ class Request:
     image_size: int | None = None
     synthetic_shape: tuple[int, int, int] = (1, 28, 28)
     synthetic_size: int = 2048
+    cache_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class DatasetSpec:
 def _load_folder(r: Request) -> Loaded:
     if r.root is None:
         raise ConfigError("dataset 'folder' needs data_dir (the folder of images)")
-    return folder.load_folder(r.root, image_size=r.image_size)
+    return folder.load_folder(r.root, image_size=r.image_size, cache_root=r.cache_root)
 
 
 def _gz(stems: list[str]) -> tuple[str, ...]:

@@ -146,6 +146,7 @@ def _header(ctx: EvalContext, provenance: dict[str, Any], feature_source: str) -
             "train_split_n": len(data.train),
             "val_fraction": run.config.data.val_fraction,
             "split_seed": run.config.data.split_seed,
+            "data_splits": data.info.get("data_splits"),
             "value_range": run.value_range,
             **provenance,
         },
@@ -220,7 +221,12 @@ def _eval_data(run: Run, data: DataSplits | None) -> tuple[DataSplits, dict[str,
                 "the train split given differs from the run's training data (sha256): probes "
                 "fit on other data than the model saw"
             )
-    return data, provenance, notes
+    if data.test is None:
+        notes.append(
+            f"no test split: the evaluation split is val ({len(data.val)} images); see "
+            "data.data_splits"
+        )
+    return data.in_memory(), provenance, notes
 
 
 def _write_json(obj: dict[str, Any], path: Path) -> None:

@@ -1,5 +1,6 @@
 """The training loop. Read it top to bottom: setup, (resume), epochs of steps, validation, log,
-checkpoint. Whole datasets live on the training device as uint8; batches are index slices.
+checkpoint. Whole datasets live on the training device as uint8 (or, with ``data.memmap``, in a
+cache file each batch is read from); batches are index slices.
 
 Under ``torchrun`` (several processes) each process takes its rows of every global batch and
 trains through DistributedDataParallel; rank 0 alone logs, validates and writes checkpoints
@@ -70,6 +71,9 @@ def data_from_config(cfg: RunConfig) -> DataSplits:
         image_size=d.image_size,
         val_fraction=d.val_fraction,
         split_seed=d.split_seed,
+        test_fraction=d.test_fraction,
+        memmap=d.memmap,
+        cache_dir=d.cache_dir,
         synthetic_shape=(c, h, w),
         synthetic_size=d.synthetic_size,
     )
@@ -83,7 +87,7 @@ def epoch_generator(seed: int, epoch: int, stream: int, device: torch.device) ->
 
 RESUMABLE_KEYS = frozenset(
     {"train.epochs", "train.device", "train.threads", "train.progress", "train.compile",
-     "train.loggers", "data.download", "data.data_dir"}
+     "train.loggers", "data.download", "data.data_dir", "data.memmap", "data.cache_dir"}
 )  # fmt: skip
 """Config keys a resumed run may change (how and how long it runs, where its data lies)."""
 
