@@ -54,6 +54,11 @@ class ImageDataset:
             self.classes,
         )
 
+    @property
+    def tensor(self) -> torch.Tensor:
+        """The images as one tensor (a cache's rows are read into memory)."""
+        return self.images if isinstance(self.images, torch.Tensor) else self.images[:]
+
     def in_memory(self) -> ImageDataset:
         """The same dataset with its images read into one tensor (itself if already)."""
         if not isinstance(self.images, MemmapImages):

@@ -184,13 +184,13 @@ def load_folder(
     if found is None:
         size, channels = _geometry(paths, image_size, channels)
         ranges, start = {}, 0
-        for name, split in splits.items():
-            ranges[name], start = (start, start + len(split.paths)), start + len(split.paths)
+        for name, part in splits.items():
+            ranges[name], start = (start, start + len(part.paths)), start + len(part.paths)
         labelled = splits[first].labels is not None
-        labels = [i for s in splits.values() for i in s.labels or []] if labelled else None
-        meta = {"count": len(paths), "ranges": ranges, "labels": labels}
+        all_labels = [i for s in splits.values() for i in s.labels or []] if labelled else None
+        header = {"count": len(paths), "ranges": ranges, "labels": all_labels}
         write_cache(cache, (channels, size[1], size[0]), len(paths),
-                    _decoded(paths, size, channels), meta)  # fmt: skip
+                    _decoded(paths, size, channels), header)  # fmt: skip
         found = read_cache(cache)
         if found is None:
             raise DataError(f"{cache}: the cache just written cannot be read back")
@@ -198,7 +198,7 @@ def load_folder(
     classes = splits[first].classes
     labels = None if meta["labels"] is None else torch.tensor(meta["labels"], dtype=torch.int64)
 
-    def split(name: str) -> ImageDataset:
+    def view(name: str) -> ImageDataset:
         rows = torch.arange(*meta["ranges"][name])
         return ImageDataset(images.take(rows), None if labels is None else labels[rows], classes)
 
@@ -209,5 +209,5 @@ def load_folder(
         "cache": str(cache),
         "cache_hit": hit,
     }
-    val, test = (split(n) if n in splits else None for n in ("val", "test"))
-    return Loaded(split(first), test, str(root), val=val, extra=extra)
+    val, test = (view(n) if n in splits else None for n in ("val", "test"))
+    return Loaded(view(first), test, str(root), val=val, extra=extra)

@@ -78,7 +78,7 @@ class _CacheFile:
         return out
 
     def _read(self, out: np.ndarray, row: int) -> None:
-        got = os.preadv(self.fd, [out], self.offset + row * self.row_bytes)
+        got = os.preadv(self.fd, [out.data], self.offset + row * self.row_bytes)
         if got != out.nbytes:
             raise DataError(f"{self.path}: truncated at image {row}")
 

@@ -88,7 +88,7 @@ def cache_splits(splits: DataSplits, folder: Path) -> tuple[DataSplits, str]:
     digest = hashlib.sha1()
     ranges, start = {}, 0
     for name, part in parts.items():
-        digest.update(part.images.numpy().tobytes())
+        digest.update(part.tensor.numpy().tobytes())
         if part.labels is not None:
             digest.update(part.labels.numpy().tobytes())
         ranges[name], start = [start, start + len(part)], start + len(part)
@@ -109,4 +109,4 @@ def cache_splits(splits: DataSplits, folder: Path) -> tuple[DataSplits, str]:
 
 def _rows(parts: Iterable[ImageDataset]) -> Iterator[np.ndarray]:
     for part in parts:
-        yield from part.images.numpy()
+        yield from part.tensor.numpy()

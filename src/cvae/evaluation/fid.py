@@ -125,7 +125,7 @@ def domain_classifier(
         "lr": lr,
     }
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
-    digest.update(train.images.cpu().contiguous().numpy().tobytes())
+    digest.update(train.tensor.cpu().contiguous().numpy().tobytes())
     digest.update(train.labels.cpu().contiguous().numpy().tobytes())
     path = (
         (cache_dir or default_cache_dir())

@@ -38,7 +38,7 @@ def _recon_indices(c: EvalContext) -> list[int]:
 
 
 def _reconstructions(c: EvalContext, folder: Path) -> dict[str, Any]:
-    originals = c.eval_split.images[_recon_indices(c)]
+    originals = c.eval_split.tensor[_recon_indices(c)]
     recons = c.run.to_unit(c.run.reconstruct(originals)).cpu()
     path = save_image_grid(
         [originals.float() / 255, recons],
@@ -71,7 +71,7 @@ def _interpolations(c: EvalContext, folder: Path) -> dict[str, Any]:
     pairs = idx[: 2 * (len(idx) // 2)]
     if not pairs:
         return {}
-    images = c.eval_split.images
+    images = c.eval_split.tensor
     path = save_interpolations(
         c.run,
         images[pairs[0::2]],

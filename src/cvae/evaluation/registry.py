@@ -149,23 +149,23 @@ class EvalContext:
     @cached_property
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of the evaluation split, ``[N, d]`` on the CPU."""
-        mu, logvar = self.run.encode(self.eval_split.images)
+        mu, logvar = self.run.encode(self.eval_split.tensor)
         return mu.cpu(), logvar.cpu()
 
     @cached_property
     def train_features(self) -> torch.Tensor:
-        return self.run.features(self.data.train.images, self.feature).cpu()
+        return self.run.features(self.data.train.tensor, self.feature).cpu()
 
     @cached_property
     def eval_features(self) -> torch.Tensor:
         if self.feature == "mu":
             return self.posterior[0]
-        return self.run.features(self.eval_split.images, self.feature).cpu()
+        return self.run.features(self.eval_split.tensor, self.feature).cpu()
 
     @cached_property
     def inputs(self) -> torch.Tensor:
         """The evaluation images in the model's value range."""
-        return self.run.to_input(self.eval_split.images)
+        return self.run.to_input(self.eval_split.tensor)
 
     @cached_property
     def likelihood(self) -> Likelihood | str:
@@ -177,7 +177,7 @@ class EvalContext:
     @cached_property
     def views(self) -> dict[str, Any]:
         """:func:`view_cosine_similarity` of the first images of the evaluation split."""
-        images = self.eval_split.images
+        images = self.eval_split.tensor
         return view_cosine_similarity(self.run, images, seed=self.seed, feature=self.feature)
 
     def split(self, kind: Literal["fitted", "bank", "inside"]) -> str:
@@ -379,7 +379,7 @@ def _linear_sgd(c: EvalContext) -> Computed:
     tr_y, ev_y = _labels(c)
     raw = linear_sgd(
         lambda images: c.run.features(images, c.feature),
-        c.data.train.images,
+        c.data.train.tensor,
         tr_y,
         c.eval_features,
         ev_y,

@@ -175,7 +175,7 @@ def latent_scatter(run_dir: Path, path: Path) -> Path:
     run = load(run_dir)
     data = data_from_config(run.config)
     split = data.test if data.test is not None else data.val
-    mu = run.encode(split.images)[0].cpu().double()
+    mu = run.encode(split.tensor)[0].cpu().double()
     z = ((mu - mu.mean(0)) / mu.std(0).clamp_min(1e-12)).numpy()
     labels = None if split.labels is None else split.labels.numpy()
     return save_scatter(

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from cvae import tracking
 from cvae.config import RunConfig, TrainConfig, changed_keys, from_plain, save_yaml
 from cvae.data import DataSplits, load_data
+from cvae.data.memmap import MemmapImages
 from cvae.errors import ConfigError, CvaeError
 from cvae.methods import Method, build_method, check_config, resolve
 from cvae.methods.base import Shard
@@ -157,8 +158,8 @@ class _Loop:
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
     saver: Checkpointer
-    train_x: torch.Tensor
-    val_x: torch.Tensor
+    train_x: torch.Tensor | MemmapImages
+    val_x: torch.Tensor | MemmapImages
     steps: int
     """Global batches per epoch."""
     ddp: nn.Module | None
@@ -399,7 +400,9 @@ def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float, 
 
 
 @torch.no_grad()
-def validate(method: Method, images: torch.Tensor, batch_size: int, seed: int) -> dict[str, float]:
+def validate(
+    method: Method, images: torch.Tensor | MemmapImages, batch_size: int, seed: int
+) -> dict[str, float]:
     """Mean of every term on clean (un-augmented) validation images, fixed noise seed."""
     if len(images) == 0:
         return {}
