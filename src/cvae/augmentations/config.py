@@ -149,7 +149,7 @@ PRESETS: dict[str, AugmentConfig] = {
 # CR-VAE code (utils.py:16-31, paper Table IV), every dataset: RandomResizedCrop(default scale
 # (0.08, 1)), RandomHorizontalFlip, RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
 # RandomGrayscale(0.2). AAVAE's SimCLR pipeline on CIFAR-10 (jitter strength s=0.5, no blur) is
-# the same sequence (spec 6.3).
+# the same sequence (AAVAE code).
 PRESETS["crvae"] = AugmentConfig(
     crop_scale=(0.08, 1.0), hflip=0.5, jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale=0.2
 )

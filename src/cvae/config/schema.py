@@ -2,7 +2,7 @@
 
 A field's type is its check: ``Literal`` choices are validated when a value is set, and a
 :func:`bounded` field's interval by :func:`cvae.config.validate` (every float must also be
-finite). Every paper/code discrepancy the reproduction spec resolves is a field here, so a preset
+finite). Every discrepancy between a paper and its code is a field here, so a preset
 can select either behaviour.
 """
 
@@ -328,7 +328,7 @@ class TrainConfig:
     drop_last: bool = False
     """Drop the last partial batch (Barlow Twins and CR-VAE code)."""
     epoch_fraction: float = bounded(1.0, Bound(0, 1, lo_open=True))
-    """Fraction of the training set one epoch covers (CR-VAE code: 0.5, spec 5.4)."""
+    """Fraction of the training set one epoch covers (CR-VAE code: 0.5)."""
     precision: Precision = "fp32"
     """fp32 | bf16 (autocast; losses stay fp32)."""
     compile: bool = False

@@ -104,7 +104,7 @@ def load_celeba(
     cache_root: Path | None = None,
 ) -> Loaded:
     """CelebA's official (train 162770, valid 19867, test 19962) splits, unlabeled, as uint8
-    ``[N, 3, size, size]``: centre crop 148 then resize to ``size`` (spec 4.3, no flip); the
+    ``[N, 3, size, size]``: centre crop 148 then resize to ``size`` (BTVAE code, no flip); the
     official valid partition is ``val``.
 
     ``root``: the folder holding ``list_eval_partition.txt`` and ``img_align_celeba.zip`` (or the

@@ -1,5 +1,5 @@
 """Omniglot (Lake et al. 2015): 105x105 handwritten characters of 50 alphabets, read from the
-official PNG zips and resized to 28x28 as in the CR-VAE paper (spec 5.3)."""
+official PNG zips and resized to 28x28 as in the CR-VAE paper."""
 
 from __future__ import annotations
 

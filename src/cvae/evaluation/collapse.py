@@ -1,4 +1,4 @@
-"""Posterior-collapse metrics on encoded test features (CR-VAE paper, spec 5.5).
+"""Posterior-collapse metrics on encoded test features (CR-VAE paper, Sec. IV).
 
 All functions take the posterior parameters of the evaluation set, ``mu, logvar: [N, d]``, and
 return ``{"value": number, "protocol": {...}}`` (nats unless stated).
@@ -90,7 +90,7 @@ def mutual_information(
     chunk: int = 1024,
 ) -> dict[str, Any]:
     """I(x; z) under the aggregate posterior, the jxhe/vae-lagging-encoder ``calc_mi`` estimator
-    with its **positive** sign (the CR-VAE code returns -MI, spec 5.5).
+    with its **positive** sign (the CR-VAE code returns -MI).
 
     For each batch of ``batch_size`` rows (in order; ``None``: the whole set as one batch): draw
     one ``z_i ~ q(z|x_i)``; ``MI_b = mean_i E_q[log q(z|x_i)] - mean_i log q_b(z_i)`` with

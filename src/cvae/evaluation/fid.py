@@ -1,4 +1,4 @@
-"""FID of decoded prior samples against real images (reproduction spec §3.5, §4.5, §7).
+"""FID of decoded prior samples against real images (CVAE, BTVAE papers; docs/fid.md).
 
 Two feature spaces, one pipeline (torchmetrics ``FrechetInceptionDistance``):
 
@@ -8,8 +8,9 @@ Two feature spaces, one pipeline (torchmetrics ``FrechetInceptionDistance``):
   pool as in the BTVAE code), through the optional extra ``cvae[fid]``.
 
 Both sets reach the extractors in the same form: uint8 ``[N, C, H, W]``. Fakes are decoder
-outputs mapped to [0, 1] by ``run.to_unit`` (clamped, spec §4.5) and rounded to ``255·x``; reals
-are the stored uint8 images. (The CVAE reference compared [0, 1] fakes with [-1, 1] reals, §3.5.)
+outputs mapped to [0, 1] by ``run.to_unit`` (clamped, as in the BTVAE code) and rounded to
+``255·x``; reals are the stored uint8 images. (The CVAE reference compared [0, 1] fakes with
+[-1, 1] reals.)
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from cvae.evaluation.plots import (
 )
 from cvae.evaluation.registry import EvalContext, Need
 
-# Test images shown in the CVAE notebook's reconstruction figure ([CE] analysis nb cell 3).
+# Test images shown in the reconstruction figure of the CVAE code's analysis notebook (cell 3).
 RECON_INDICES = [50, 70, 90, 110, 132, 0, 1, 2, 3, 4]
 
 

@@ -1,4 +1,4 @@
-"""k-nearest-neighbour probes on frozen latent features (reproduction spec §5.5, §7).
+"""k-nearest-neighbour probes on frozen latent features (CR-VAE paper and code).
 
 * :func:`knn_weighted_cosine`: the InstDisc/MoCo weighted kNN (CR-VAE paper, primary protocol).
 * :func:`knn_uniform_euclidean`: sklearn's uniform-weight Euclidean kNN (CR-VAE code, secondary).
@@ -149,9 +149,9 @@ def knn_weighted_cosine(
     Args:
         bank_x: ``[M, d]`` bank features (e.g. train-set μ); bank_y: ``[M]`` labels.
         query_x: ``[Q, d]`` query features (e.g. test-set μ); query_y: ``[Q]`` labels.
-        k: neighbours (spec: 200); clipped to the smallest class count of the bank
+        k: neighbours (default 200); clipped to the smallest class count of the bank
             (:func:`clip_k`), the value used and the reason are recorded.
-        temperature: vote temperature (spec: 0.1).
+        temperature: vote temperature (default 0.1).
         num_classes: ``C``; inferred as ``max(label) + 1`` over bank and queries when None.
         batch_size: queries per batch; bounds memory to ``batch_size * M`` similarities.
         feature_name, split: which feature and which sets the caller passed (recorded only).

@@ -1,4 +1,4 @@
-"""Reconstruction NLL (CR-VAE paper, spec 5.5) and the importance-weighted NLL bound (IWAE).
+"""Reconstruction NLL (CR-VAE paper) and the importance-weighted NLL bound (IWAE).
 
 Images ``x: [N, ...]`` are float tensors in the model's value range; the model is any
 :class:`~cvae.networks.VAE` (``encode``, ``decode_logits``, ``activate``). Both metrics return
@@ -96,7 +96,7 @@ def recon_nll(
     reconstruction loss between ``x`` and ``dec(z)``, one ``z ~ q(z|x)`` per image.
 
     ``loss``: ``"mse"`` (squared error of the activated output) or ``"bce"`` (from logits).
-    Not a true NLL: no sigma, no importance sampling (spec 5.5). The CR-VAE code averages batch
+    Not a true NLL: no sigma, no importance sampling. The CR-VAE code averages batch
     means; here every image weighs the same (identical when ``batch_size`` divides ``N``).
     """
     if loss not in ("mse", "bce"):

@@ -1,4 +1,4 @@
-"""Torch linear probes on frozen features (reproduction spec 5.5, 6.5, 7).
+"""Torch linear probes on frozen features (CR-VAE and AAVAE papers' linear evaluations).
 
 * :func:`linear_adam`: CR-VAE paper protocol. ``Linear(d, C)`` on precomputed features, Adam
   lr 1e-3, batch 256, 200 epochs, no augmentation, no standardisation.

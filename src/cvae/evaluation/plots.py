@@ -197,8 +197,8 @@ def save_embedding_plot(
             (sklearn ``TSNE(init="pca", perplexity=min(perplexity, n-1), random_state=seed)``).
         seed: seeds both the subsample and the embedding.
         max_points: when ``N > max_points`` a seeded random subset of this size is used.
-        n_neighbors, min_dist: UMAP parameters (spec: 15, 0.1).
-        perplexity: t-SNE perplexity (spec: 30), clipped below ``n_points``.
+        n_neighbors, min_dist: UMAP parameters (CVAE paper's analysis code: 15, 0.1).
+        perplexity: t-SNE perplexity (default 30), clipped below ``n_points``.
         title: figure title (a default naming the method is used when None).
 
     Returns:

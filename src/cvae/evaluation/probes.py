@@ -1,4 +1,4 @@
-"""Logistic-regression probes on frozen latent features (reproduction spec §3.5, §7).
+"""Logistic-regression probes on frozen latent features (CVAE paper; train -> test).
 
 Both functions return ``{"value": accuracy, "protocol": {...}}`` where the protocol records
 everything needed to reproduce the number.
@@ -177,7 +177,7 @@ def perceptron_probe(
     feature_name: str = "mu",
     split: str = FITTED,
 ) -> dict[str, Any]:
-    """The CR-VAE code's linear probe (spec 5.5, secondary): sklearn
+    """The CR-VAE code's linear probe (secondary): sklearn
     ``SGDClassifier(loss='perceptron')`` with its defaults (L2 alpha 1e-4, max_iter 1000,
     tol 1e-3), fit on train features, scored on test features, no standardisation.
     ``feature_name`` and ``split`` are recorded only."""
@@ -205,7 +205,7 @@ def perceptron_probe(
         "random_state": seed,
         "standardize": False,
         "n_iter": int(clf.n_iter_),
-        "reference": "CR-VAE code utils.py:320-381 (spec 5.5)",
+        "reference": "CR-VAE code utils.py:320-381",
         "sklearn_version": sklearn.__version__,
     }
     return {"value": float(clf.score(x_te, y_te)), "protocol": protocol}

@@ -1,4 +1,4 @@
-"""Cosine similarity between representations of augmented views (AAVAE Fig. 5, spec 6.5 R).
+"""Cosine similarity between representations of augmented views (AAVAE paper, Fig. 5).
 
 Several views of each of several images are encoded; the ``(n_images * n_views)^2`` cosine
 similarity matrix, ordered by image, shows whether a representation is invariant to the
@@ -92,7 +92,7 @@ def view_cosine_similarity(
     sim, within, between = similarity_summary(features, n_images, n_views)
     protocol = {
         "name": "view_cosine_similarity",
-        "reference": "AAVAE Fig. 5 (spec 6.5 R)",
+        "reference": "AAVAE paper, Fig. 5",
         "feature_name": feature,
         "feature_dim": int(features.shape[1]),
         "augment": augment,

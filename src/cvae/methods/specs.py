@@ -43,32 +43,32 @@ _SIMCLR = "simclr-cifar"
 
 METHODS: dict[str, MethodSpec] = {
     # the beta-VAE baseline (Kingma & Welling 2014) with the CVAE paper's per-pixel-mean MSE and
-    # beta = 1e-3 (spec 2.2)
+    # beta = 1e-3 (the CVAE paper's VAE)
     "vae": MethodSpec(
         "beta-VAE: reconstruction + beta * KL",
         {"recon": 1.0, "kl": 1e-3},
     ),
     # contrastive VAE (Lin, Zhang, Chahal): the VAE terms on view 1 + lambda * NT-Xent between
-    # projections of the latent samples of two independently augmented views (spec 3.1)
+    # projections of the latent samples of two independently augmented views (CVAE paper)
     "cvae": MethodSpec(
         "VAE + lambda * NT-Xent on projected latent samples of two augmented views",
         {"recon": 1.0, "kl": 1e-3, "ntxent": 0.1},
     ),
-    # Barlow Twins VAE (Xu, Wei, Yin), spec 4.1: the code's KL weight 2.5e-4 and the paper's
+    # Barlow Twins VAE (Xu, Wei, Yin): the code's KL weight 2.5e-4 and the paper's
     # "best in most cases" lambda 0.025
     "btvae": MethodSpec(
         "VAE + lambda * Barlow Twins between encodings of x and of its reconstruction",
         {"recon": 1.0, "kl": 2.5e-4, "barlow": 0.025},
     ),
-    # contrastive-regularised VAE (Lygerakis & Rueckert), spec 5.1: alpha = beta = gamma = 1 and
+    # contrastive-regularised VAE (Lygerakis & Rueckert): alpha = beta = gamma = 1 and
     # the paper's Table IV views
     "crvae": MethodSpec(
         "VAE + gamma * InfoNCE against an EMA key encoder and a queue of keys",
         {"recon": 1.0, "kl": 1.0, "infonce": 1.0},
         augment="crvae",
     ),
-    # AAVAE (Falcon et al.), spec 6.1, and the paper's autoencoder baselines (AAAE: the paper's
-    # intent, spec 6.7-2)
+    # AAVAE (Falcon et al.), and the paper's autoencoder baselines (AAAE: the paper's
+    # intent)
     "aavae": MethodSpec(
         "augmented view in, clean image out, posterior noise kept, beta = 0",
         {"recon": 1.0, "kl": 0.0},

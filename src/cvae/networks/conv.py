@@ -1,6 +1,6 @@
 """One parametric conv encoder/decoder builder for any image size and channel count.
 
-Geometry of the CVAE paper's code ([CE] models/*_vae.py): every encoder layer is
+Geometry of the CVAE paper's code (CVAE code: models/*_vae.py): every encoder layer is
 Conv(k4, s2, p1) + ReLU (size -> floor(size/2)); the decoder is Linear -> reshape ->
 ConvT(k4, s2, p1) + ReLU (size doubles) for every hidden layer, and a last ConvT that lands exactly
 on the input size. MNIST (28, channels 8/16/32): 28->14->7->3, flatten 288; 3->6->12->28.
@@ -56,7 +56,7 @@ class PaddedConvTranspose2d(nn.Module):
 
     This is exactly what ``output_padding=extra`` computes, but legal for ``extra >= stride``: the
     CVAE reference's ``ConvT(8->1, k4, s2, p0, output_padding=2)`` (12 -> 28) fails on CPU/CUDA
-    (spec 3.2); here it is ConvT(p0, no bias) -> zero-pad right/bottom by 2 -> add bias.
+    (CVAE paper's network); here it is ConvT(p0, no bias) -> zero-pad right/bottom by 2 -> add bias.
     """
 
     def __init__(self, in_ch: int, out_ch: int, padding: int, extra: int) -> None:

@@ -1,4 +1,4 @@
-"""CR-VAE "medium" encoder and its decoder (spec 5.2; [CR] model/variatonal_encoder.py, decoder.py).
+"""CR-VAE "medium" encoder and its decoder (CR-VAE code: model/variatonal_encoder.py, decoder.py).
 
 Encoder: Conv(C -> 32, k3, s2, p0)-BN-ReLU, Conv(32 -> 64, k3, s2, p1)-BN-ReLU,
 Conv(64 -> 128, k3, s2, p1)-ReLU (no BN; as in the code, unlike the paper's Table VI), flatten

@@ -1,6 +1,6 @@
-"""PyTorch-VAE ``VanillaVAE`` encoder/decoder, the BTVAE paper's architecture (spec 4.2).
+"""PyTorch-VAE ``VanillaVAE`` encoder/decoder, the BTVAE paper's architecture.
 
-Reference ([PV] models/bt_vae.py): 5 x [Conv(k3, s2, p1) -> BN -> LeakyReLU(0.01)] with hidden
+BTVAE code (models/bt_vae.py): 5 x [Conv(k3, s2, p1) -> BN -> LeakyReLU(0.01)] with hidden
 channels 32, 64, 128, 256, 512 (64 -> 32 -> 16 -> 8 -> 4 -> 2), flatten -> fc_mu, fc_var (no
 activation). Decoder: Linear(d -> 512*2*2) -> view -> 4 x [ConvT(k3, s2, p1, op1) -> BN ->
 LeakyReLU] over the reversed hidden dims -> ConvT(32 -> 32, k3, s2, p1, op1) -> BN -> LeakyReLU ->

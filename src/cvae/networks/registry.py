@@ -9,9 +9,9 @@ arch               what                                          sizes (square, 
 =================  ============================================  ==================================
 ``conv``           CVAE paper conv VAE (``conv.py``); needs       any size the convs reach
                    ``channels``; honours ``batchnorm``
-``pv``             PyTorch-VAE VanillaVAE / BTVAE (spec 4.2);     divisible by 2**len(channels)
+``pv``             PyTorch-VAE VanillaVAE / BTVAE [BT-VAE];       divisible by 2**len(channels)
                    ``channels`` = hidden dims (default 32..512)   (64 with the default)
-``crvae-medium``   CR-VAE "medium" encoder + decoder (spec 5.2)   28 and 32 only
+``crvae-medium``   CR-VAE "medium" encoder + decoder [CR-VAE]    28 and 32 only
 ``resnet18``       AAVAE ResNet-18 encoder + decoder18            divisible by 8 (32, 64, ...)
 ``resnet34``       AAVAE ResNet-34 encoder + decoder34            divisible by 8
 ``resnet50``       AAVAE ResNet-50 encoder + decoder50 (6.2)      divisible by 8

@@ -1,4 +1,4 @@
-"""AAVAE's ResNet encoders and inverted-ResNet decoders (spec 6.2; [AA] src/models/*.py).
+"""AAVAE's ResNet encoders and inverted-ResNet decoders (AAVAE code: src/models/*.py).
 
 Encoder (:class:`ResNetEncoder`): a CIFAR-style ResNet backbone (SwAV-style torchvision clone):
 conv1 3x3 s1 p1 without bias -> BN -> ReLU, no max-pool, then four layers of BasicBlocks

@@ -1,6 +1,6 @@
 """Barlow Twins redundancy-reduction loss (Zbontar, Jing, Misra, LeCun, Deny, ICML 2021).
 
-Used by BTVAE (Xu, Wei, Yin; spec section 4.1) between the encodings of ``x`` and of ``x_hat``.
+Used by BTVAE (Xu, Wei, Yin) between the encodings of ``x`` and of ``x_hat``.
 Two normalisations are offered: the original paper's (BatchNorm1d semantics, divide by the actual
 batch size) and the one in the BTVAE authors' code (PyTorch-VAE ``models/barlowtwins.py``:
 unbiased std, divide by a fixed 64).
@@ -64,7 +64,7 @@ def barlow_twins(
             ``zn = (z - mean) / std_unbiased`` with zero-std dimensions left unscaled (std := 1),
             no eps, and ``C = z1n^T z2n / reference_batch`` (64 whatever N is). For identical
             inputs ``C_ii = (N - 1) / reference_batch``, i.e. 63/64 at N = 64, so the loss is never
-            0; at N != reference_batch C is mis-scaled (spec section 4.1, item 5).
+            0; at N != reference_batch C is mis-scaled (BTVAE code).
     ``eps`` is used by "original" only; ``reference_batch`` by "reference" only.
     """
     if z1.ndim != 2 or z1.shape != z2.shape:

@@ -1,7 +1,7 @@
 """Exponential moving average (momentum) of network parameters: the MoCo key encoder.
 
 He, Fan, Wu, Xie, Girshick, "Momentum Contrast for Unsupervised Visual Representation Learning"
-(CVPR 2020); used by CR-VAE (Lygerakis & Rueckert, 2023) with m = 0.99 every step (spec 5.1).
+(CVPR 2020); used by CR-VAE (Lygerakis & Rueckert, 2023) with m = 0.99 every step (its code).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """InfoNCE (van den Oord, Li, Vinyals, 2018) as used by CR-VAE (Lygerakis & Rueckert, 2023).
 
-Two variants (spec section 5.1):
+Two variants (CR-VAE paper and code):
     :func:`info_nce_queue`: MoCo (He et al., CVPR 2020) with negatives from a FIFO queue of past
         keys, :class:`KeyQueue`; what the CR-VAE code does (K = 4096, T = 0.1).
     :func:`info_nce_in_batch`: the paper's wording, negatives are the other keys of the batch.

@@ -2,7 +2,7 @@
 
 Reductions (``reduction``):
     "mean": average over batch *and* pixels, ``sum_{b,i} l_{b,i} / (B * D)`` (the CVAE code's
-        ``F.mse_loss(x_hat, x)``; effective Gaussian variance D*beta/2, spec section 0).
+        ``F.mse_loss(x_hat, x)``; effective Gaussian variance D*beta/2).
     "sum":  sum over the D pixel values of each image, then mean over the batch,
         ``sum_{b,i} l_{b,i} / B`` (per-image SSE / NLL; CR-VAE and AAVAE).
 All functions return a float32 scalar.

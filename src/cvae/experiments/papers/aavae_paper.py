@@ -1,4 +1,4 @@
-"""AAVAE (Falcon et al.), reproduction spec 6: Table 1 linear evaluation (CIFAR-10; STL-10 has
+"""AAVAE (Falcon et al., arXiv:2107.12329): Table 1 linear evaluation (CIFAR-10; STL-10 has
 no preset yet), Fig. 3 the KL-weight ablation."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""BTVAE (Xu, Wei, Yin), reproduction spec 4: Table 1 FID over the Barlow Twins weight lambda
+"""BTVAE (Xu, Wei, Yin): Table 1 FID over the Barlow Twins weight lambda
 (lambda = 0 is the VAE row), Fig. 3 the 2-D latent space."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ PAPER = Paper(
     },  # fmt: skip
     numbers=_numbers(),
     notes=(
-        "BTVAE's FID uses 64-d Inception features on 10k samples (spec 4.5); the VAE row is "
+        "BTVAE's FID uses 64-d Inception features on 10k samples; the VAE row is "
         "btvae with lambda = 0.",
         f"Fig. 3: the d=2 run's figures/{LATENT_FIGURE} scatters its z-scored test mu.",
     ),

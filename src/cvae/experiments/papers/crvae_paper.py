@@ -1,4 +1,4 @@
-"""CR-VAE (Lygerakis, Rueckert), reproduction spec 5: Table III (seven metrics, four datasets,
+"""CR-VAE (Lygerakis, Rueckert): Table III (seven metrics, four datasets,
 mean (std) over five runs), Fig. 4 mutual information over the InfoNCE weight gamma."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from cvae.experiments.paper import QUICK_EVAL, Budget, Paper, PaperNumber, Row, 
 
 CITATION = "CR-VAE (Lygerakis, Rueckert)"
 
-# Table III (spec 5.6), cells verbatim: mean(std) over 5 runs, d=16, 50 epochs.
+# Table III, cells verbatim: mean(std) over 5 runs, d=16, 50 epochs.
 # [dataset], then per model: NLL, KL, KL(q(z)||p(z)), MI, AU, Linear %, KNN %.
 _TABLE3 = """
 [mnist]
@@ -42,7 +42,7 @@ _COLUMNS = (  # (our metric, unit, printed as a percentage?)
 )
 _METRICS = tuple(metric for metric, _, _ in _COLUMNS)
 # Our presets for the paper's rows. InfoVAE and InfoMax-VAE follow their own papers (the CR-VAE
-# code has no InfoVAE and its InfoMax-VAE passes no MI gradient, spec 5.7-7).
+# code has no InfoVAE and its InfoMax-VAE passes no MI gradient).
 _PRESETS = {
     "VAE": "vae-crvae",
     "InfoVAE": "infovae",
@@ -50,7 +50,7 @@ _PRESETS = {
     "CR-VAE": "crvae",
 }
 _DATASETS = ("mnist", "emnist", "fashion-mnist", "cifar10")
-# the reference code's versions of the paper's probes (spec 5.5)
+# the reference code's versions of the paper's probes
 _CODE = {"knn_weighted_cosine": "knn_uniform_euclidean", "linear_adam": "perceptron_probe"}
 
 
@@ -124,7 +124,7 @@ PAPER = Paper(
     },  # fmt: skip
     numbers=_numbers(),
     notes=(
-        "Reference code: crvae-*-code trains half an epoch per epoch (spec 5.4); its KNN is "
+        "Reference code: crvae-*-code trains half an epoch per epoch; its KNN is "
         "sklearn uniform Euclidean (knn_uniform_euclidean), its linear probe a perceptron "
         "(perceptron_probe).",
         "std: sample standard deviation (n-1) over our seeds.",

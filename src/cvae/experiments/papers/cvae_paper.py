@@ -1,4 +1,4 @@
-"""CVAE (Lin, Zhang, Chahal), reproduction spec 3: Table 1 logistic probes on mu, Table 2 FID
+"""CVAE (Lin, Zhang, Chahal): Table 1 logistic probes on mu, Table 2 FID
 over the KL weight beta (MNIST, d=10)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _numbers() -> tuple[PaperNumber, ...]:
             table="Table 1",
             dataset=dataset,
             model=model,
-            metric="logreg_paper",  # logistic regression inside the test set (spec 3.5), on mu
+            metric="logreg_paper",  # logistic regression inside the test set (paper's code), on mu
             text=f"{text}%",
             presets=(f"{model.lower()}-{dataset}",),
             conditions={"model.latent_dim": dim, "loss.terms.kl.weight": beta},
@@ -48,7 +48,7 @@ def _numbers() -> tuple[PaperNumber, ...]:
             presets=(f"{model.lower()}-mnist",),
             conditions={"model.latent_dim": 10, "loss.terms.kl.weight": beta},
             unit="FID",
-            caveat="the paper's FID compares fakes in [0,1] with reals in [-1,1] (spec 3.5), "
+            caveat="the paper's FID compares fakes in [0,1] with reals in [-1,1] (its code), "
             "which inflates it",
         )
         for model, cells in _TABLE2.items()
