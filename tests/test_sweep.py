@@ -27,6 +27,7 @@ from cvae.experiments.sweep import (
     format_markdown,
     parse_grid,
     plan_run,
+    progress_line,
     run_jobs,
     run_name,
     sweep_jobs,
@@ -231,6 +232,9 @@ def test_cli_sweep_resumes_and_reports_a_failure_in_parallel(tmp_path, capsys):
     events = [line.split("]")[1].split(":")[0].strip() for line in stdout.splitlines()[:4]]
     assert events[:2] == ["resume", "start"]  # both children run before either finishes
     assert sorted(events[2:]) == ["failed", "resumed"]
+    ends = stdout.splitlines()[2:4]  # each end says how far the sweep is
+    assert "-- 1/2 ended, 1 running, 0 queued;" in ends[0]
+    assert "-- 2/2 ended, 0 running, 0 queued;" in ends[1]
     assert "| data.dataset=digits | digits | resumed | 0 | 2 |" in stdout
     assert "| data.dataset=folder | folder | failed | 2 |  |" in stdout
     assert "- data.dataset=folder (exit 2): cvae: error: dataset 'folder' needs data_dir" in stdout
@@ -320,3 +324,12 @@ def test_cli_sweep_refuses_a_corrupt_sweep_yaml(tmp_path, capsys, content, needl
     line = expect_refusal(capsys, argv, code=2, needle=needle, root=tmp_path)
     assert str(out / "run" / REQUEST) in line and "use another --out or delete that run" in line
     assert not (out / "summary.md").exists()
+
+
+def test_progress_line_counts_runs_and_extrapolates_the_time_left():
+    assert progress_line(0, 2, 3, 5.0) == "0/5 ended, 2 running, 3 queued; 0m05s elapsed"
+    # 2 ended in 200 s: the 3 left take ~300 s
+    assert progress_line(2, 1, 2, 200.0) == (
+        "2/5 ended, 1 running, 2 queued; 3m20s elapsed, ~5m00s left"
+    )
+    assert progress_line(5, 0, 0, 7300.0) == "5/5 ended, 0 running, 0 queued; 2h01m elapsed"

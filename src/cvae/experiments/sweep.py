@@ -367,10 +367,28 @@ def _child_env(threads: str) -> dict[str, str]:
     return env
 
 
+def progress_line(ended: int, running: int, queued: int, elapsed: float) -> str:
+    """``"2/5 ended, 2 running, 1 queued; 3m12s elapsed, ~4m48s left"``: the time left assumes
+    the remaining runs take as long as the ended ones did (rough while few have ended)."""
+    text = f"{ended}/{ended + running + queued} ended, {running} running, {queued} queued"
+    text += f"; {_duration(elapsed)} elapsed"
+    if ended and running + queued:
+        text += f", ~{_duration(elapsed / ended * (running + queued))} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
 def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[str], None]) -> None:
-    """Run the ``queue``'s commands, ``parallel`` runs at a time, echoing each start and end."""
+    """Run the ``queue``'s commands, ``parallel`` runs at a time, echoing each start and each
+    end with the sweep's progress (:func:`progress_line`)."""
     pending = list(queue)
     running: list[_Running] = []
+    started, ended = time.monotonic(), 0
     try:
         while pending or running:
             while pending and len(running) < parallel:
@@ -381,7 +399,11 @@ def _execute(queue: list[_Active], parallel: int, total: int, echo: Callable[[st
             for child in list(running):
                 if _advance(child):
                     running.remove(child)
-                    _finish(child, total, echo)
+                    ended += 1
+                    progress = progress_line(
+                        ended, len(running), len(pending), time.monotonic() - started
+                    )
+                    _finish(child, total, echo, progress)
     except KeyboardInterrupt:
         _interrupt(running)
         raise
@@ -399,8 +421,9 @@ def _advance(child: _Running) -> bool:
     return True
 
 
-def _finish(child: _Running, total: int, echo: Callable[[str], None]) -> None:
-    """Record the ended run's status, exit code and results, and echo them."""
+def _finish(child: _Running, total: int, echo: Callable[[str], None], progress: str) -> None:
+    """Record the ended run's status, exit code and results, and echo them with the sweep's
+    ``progress``."""
     run, code = child.active.run, child.proc.returncode
     run.returncode = code
     if code == 0:
@@ -409,7 +432,7 @@ def _finish(child: _Running, total: int, echo: Callable[[str], None]) -> None:
         run.status, run.message = "failed", _last_line(run.run_dir / LOG)
     _collect(run)
     detail = f" (exit {code}: {run.message})" if code else ""
-    echo(f"[{child.active.number}/{total}] {run.status}: {run.name}{detail}")
+    echo(f"[{child.active.number}/{total}] {run.status}: {run.name}{detail} -- {progress}")
 
 
 def _interrupt(running: list[_Running]) -> None:
