@@ -1,4 +1,4 @@
-"""``cvae reproduce PAPER --budget cpu``: run a paper's claim checks (:mod:`cvae.experiments.claims`).
+"""``cvae reproduce PAPER --budget cpu``: a paper's claim checks (:mod:`cvae.experiments.claims`).
 
 Each arm trains once per seed through the sweep engine into ``OUT/runs`` (runs named
 ``<preset>,<arm overrides>,train.seed=<s>``; re-running the same command finishes only what is
@@ -86,7 +86,8 @@ def evaluate_claim_metrics(
     content (``checkpoint_epoch``, ``feature``, ``metrics``, ``seconds``)."""
     from cvae.api import load
     from cvae.evaluation.evaluate import choose_feature
-    from cvae.evaluation.registry import METRICS, EvalContext, Notes, measure as compute
+    from cvae.evaluation.registry import METRICS, EvalContext, Notes
+    from cvae.evaluation.registry import measure as compute
     from cvae.threads import torch_threads
     from cvae.training.trainer import data_from_config
 
@@ -138,10 +139,12 @@ def run_claim(
 ) -> tuple[ClaimResult, dict[str, str]]:
     """Train, evaluate and judge ``claim`` at ``budget`` into ``out`` (default
     ``reproductions/<paper>-<claim>-<budget>``); returns the result and the report paths."""
-    t0 = time.perf_counter()
+    t0, commit = time.perf_counter(), _commit()
     b = claim.budget(budget)
-    out = Path(out) if out is not None else Path("reproductions") / (
-        f"{claim.paper.removesuffix('-paper')}-{claim.name}-{budget}"
+    out = (
+        Path(out)
+        if out is not None
+        else Path("reproductions") / (f"{claim.paper.removesuffix('-paper')}-{claim.name}-{budget}")
     )
     planned = claim_jobs(claim, budget, seeds=seeds, data_dir=data_dir)
     _check_data(claim, planned, data_dir)
@@ -160,7 +163,7 @@ def run_claim(
                 values[m].setdefault(arm, {})[seed] = measure(data, m).mean
     result = judge_claim(claim, budget, values)
     result.failed = failed
-    result.provenance = provenance(command, time.perf_counter() - t0, planned)
+    result.provenance = provenance(command, time.perf_counter() - t0, planned, commit)
     paths = write_claim_report(result, out)
     echo(verdict_line(result))
     return result, paths
@@ -182,9 +185,13 @@ def _check_data(
 
 
 def provenance(
-    command: str | None, seconds: float, planned: Sequence[tuple[str, int, SweepJob]]
+    command: str | None,
+    seconds: float,
+    planned: Sequence[tuple[str, int, SweepJob]],
+    commit: str,
 ) -> dict[str, str]:
-    """Command, wall time, machine, seeds and commit of a claim check, for its report."""
+    """Command, wall time, machine, seeds and ``commit`` (the code's, when the check started)
+    of a claim check, for its report."""
     seeds = sorted({s for _, s, _ in planned})
     return {
         "command": command or "cvae " + " ".join(sys.argv[1:]),
@@ -194,7 +201,7 @@ def provenance(
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"torch {_torch_version()}",
         "seeds per arm": ",".join(map(str, seeds)),
-        "commit": _commit(),
+        "commit": commit,
     }
 
 

@@ -25,11 +25,12 @@ effect without its size.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import numpy as np
 
 from cvae.errors import ConfigError
 from cvae.evaluation.options import EvalConfig
@@ -176,17 +177,15 @@ def bootstrap_interval(
     seed: int = 0,
 ) -> Interval:
     """Percentile bootstrap of ``mean(treatment) - mean(control)``, each arm resampled with
-    replacement on its own (``random.Random(seed)``)."""
-    rng = random.Random(seed)
-    diffs = sorted(
-        statistics.fmean(rng.choices(treatment, k=len(treatment)))
-        - statistics.fmean(rng.choices(control, k=len(control)))
-        for _ in range(resamples)
-    )
-    tail = (1 - confidence) / 2
-    low = diffs[int(math.floor(tail * (resamples - 1)))]
-    high = diffs[int(math.ceil((1 - tail) * (resamples - 1)))]
-    return Interval(low, high, f"bootstrap, {resamples} resamples")
+    replacement on its own (``numpy.random.default_rng(seed)``)."""
+    rng = np.random.default_rng(seed)
+    t, c = np.asarray(treatment, dtype=float), np.asarray(control, dtype=float)
+    diffs = t[rng.integers(0, len(t), (resamples, len(t)))].mean(1) - c[
+        rng.integers(0, len(c), (resamples, len(c)))
+    ].mean(1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    return Interval(float(low), float(high), f"bootstrap, {resamples} resamples")
 
 
 def claim_verdict(interval: Interval) -> VerdictName:
@@ -401,24 +400,35 @@ def claim_report(result: ClaimResult, extra: Sequence[rp.Section] = ()) -> rp.Re
     verdict = rp.Span(result.verdict, VERDICT_STYLE[result.verdict])
     notes = [
         rp.inline("Claim: ", claim.statement),
-        rp.inline("Verdict (primary metric ", rp.Span(claim.metrics[0].name, "code"), "): ",
-                  verdict),  # fmt: skip
-        *(rp.inline(f"{k}: ", rp.Span(v, "code") if k == "command" else v)
-          for k, v in result.provenance.items()),  # fmt: skip
+        rp.inline(
+            "Verdict (primary metric ", rp.Span(claim.metrics[0].name, "code"), "): ", verdict
+        ),  # fmt: skip
+        *(
+            rp.inline(f"{k}: ", rp.Span(v, "code") if k == "command" else v)
+            for k, v in result.provenance.items()
+        ),  # fmt: skip
         rp.inline(f"Budget {result.budget}: {budget.text}"),
         *(rp.inline(f"Failed run {name}: {why}") for name, why in result.failed.items()),
     ]
     report = rp.Report(f"Claim check {claim.key} ({result.budget})", notes=notes)
     report.sections += [
         rp.Section("Contrasts", tables=[contrast_table(result)]),
-        rp.Section("Arms", tables=[arm_table(result)], items=[
-            rp.inline(f"{a.label}: ", rp.Span(_arm_text(a), "code"),
-                      f" — {a.description}" if a.description else "")
-            for a in claim.arms
-        ]),  # fmt: skip
-        rp.Section("Metrics", items=[
-            rp.inline(rp.Span(m.name, "code"), f": {m.description}") for m in claim.metrics
-        ]),  # fmt: skip
+        rp.Section(
+            "Arms",
+            tables=[arm_table(result)],
+            items=[
+                rp.inline(
+                    f"{a.label}: ",
+                    rp.Span(_arm_text(a), "code"),
+                    f" — {a.description}" if a.description else "",
+                )
+                for a in claim.arms
+            ],
+        ),  # fmt: skip
+        rp.Section(
+            "Metrics",
+            items=[rp.inline(rp.Span(m.name, "code"), f": {m.description}") for m in claim.metrics],
+        ),  # fmt: skip
         *extra,
         rp.Section("Rules", items=[rp.inline(n) for n in (*RULES, *claim.notes)]),
     ]

@@ -21,7 +21,7 @@ PAPERS: dict[str, Paper] = {
     p.name: p for p in (cvae_paper.PAPER, btvae_paper.PAPER, crvae_paper.PAPER, aavae_paper.PAPER)
 }
 CLAIMS: dict[str, tuple[Claim, ...]] = {
-    cvae_paper.PAPER.name: cvae_paper.CLAIMS,
+    p.PAPER.name: p.CLAIMS for p in (cvae_paper, btvae_paper, crvae_paper, aavae_paper)
 }
 """Each paper's claim checks (:mod:`cvae.experiments.claims`), run by ``--budget cpu``."""
 PAPER_NUMBERS: tuple[PaperNumber, ...] = tuple(n for p in PAPERS.values() for n in p.numbers)

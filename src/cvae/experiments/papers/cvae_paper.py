@@ -125,14 +125,25 @@ def _claim(dataset: str, name: str, betas: tuple[float, float], **kw: Any) -> Cl
         statement="the NT-Xent term makes mu more linearly separable than (a) the VAE and (b) a "
         f"VAE trained on the same augmented views ({dataset}, Table 1)",
         arms=(
-            Arm("VAE", f"vae-{dataset}-paper", {"loss.terms.kl.weight": vae_beta},
-                "the paper's baseline, clean images"),
-            Arm("VAE+views", f"vae-{dataset}-paper",
+            Arm(
+                "VAE",
+                f"vae-{dataset}-paper",
+                {"loss.terms.kl.weight": vae_beta},
+                "the paper's baseline, clean images",
+            ),
+            Arm(
+                "VAE+views",
+                f"vae-{dataset}-paper",
                 {"data.augment": views, "loss.terms.kl.weight": cvae_beta},
                 "the VAE on the CVAE's views (its first view), the CVAE's beta: only the NT-Xent "
-                "term differs from the CVAE"),
-            Arm("CVAE", f"cvae-{dataset}-paper", {"loss.terms.kl.weight": cvae_beta},
-                "lambda 0.1 NT-Xent between projections of two views"),
+                "term differs from the CVAE",
+            ),
+            Arm(
+                "CVAE",
+                f"cvae-{dataset}-paper",
+                {"loss.terms.kl.weight": cvae_beta},
+                "lambda 0.1 NT-Xent between projections of two views",
+            ),
         ),  # fmt: skip
         contrasts=(("CVAE", "VAE"), ("CVAE", "VAE+views")),
         metrics=(
@@ -162,8 +173,13 @@ CLAIMS = (
         (1e-3, 1e-3),
         budgets={
             "cpu": ClaimBudget(
-                {"train.epochs": 5, "train.epoch_fraction": 0.17, "data.val_fraction": 0.02,
-                 "train.lr": 1e-3, "train.tensorboard": False},
+                {
+                    "train.epochs": 5,
+                    "train.epoch_fraction": 0.17,
+                    "data.val_fraction": 0.02,
+                    "train.lr": 1e-3,
+                    "train.tensorboard": False,
+                },
                 "5 epochs, each a seeded 17% (10,000 images) of the 58,800-image train split "
                 "(val 2%), Adam lr 1e-3 instead of the paper's 1e-4 (700 epochs) to make up for "
                 "the short schedule; the probes fit on the 58,800 train images' mu and score on "
@@ -178,15 +194,23 @@ CLAIMS = (
         "cifar10",
         (1e-3, 1e-2),
         data_folder="cifar10-train",
-        notes=("CIFAR-10 is read from the 50,000 training JPEGs as an image folder (no official "
-               "test split available): the claim is evaluated on a seeded held-out 10% "
-               "(data.split_seed 0), the probes fit on the other 90%.",
-               "The paper's VAE uses beta 1e-3 and its CVAE beta 1e-2 (Table 1); the VAE+views "
-               "control uses the CVAE's beta, so contrast (b) isolates the NT-Xent term."),
+        notes=(
+            "CIFAR-10 is read from the 50,000 training JPEGs as an image folder (no official "
+            "test split available): the claim is evaluated on a seeded held-out 10% "
+            "(data.split_seed 0), the probes fit on the other 90%.",
+            "The paper's VAE uses beta 1e-3 and its CVAE beta 1e-2 (Table 1); the VAE+views "
+            "control uses the CVAE's beta, so contrast (b) isolates the NT-Xent term.",
+        ),
         budgets={
             "cpu": ClaimBudget(
-                {"data.dataset": "folder", "data.val_fraction": 0.1, "train.epochs": 6,
-                 "train.epoch_fraction": 0.2, "train.lr": 1e-3, "train.tensorboard": False},
+                {
+                    "data.dataset": "folder",
+                    "data.val_fraction": 0.1,
+                    "train.epochs": 6,
+                    "train.epoch_fraction": 0.2,
+                    "train.lr": 1e-3,
+                    "train.tensorboard": False,
+                },
                 "6 epochs, each a seeded 20% (9,000 images) of the 45,000-image train part, "
                 "Adam lr 1e-3 instead of the paper's 1e-4 (2000 epochs); evaluated on the "
                 "seeded held-out 5,000 images; designed for about an hour on 2 cores, not "
