@@ -191,3 +191,31 @@ def test_cli_refuses_unknown_claims_and_claims_without_the_cpu_budget(capsys, tm
     expect_refusal(capsys, ["reproduce", "cvae-paper", "--budget", "cpu", "--claim", "mnist",
                             "--seeds", "1", "--out", str(tmp_path / "x")],
                    code=2, needle="--seeds must be 2..3", root=tmp_path)  # fmt: skip
+
+
+@pytest.mark.integration
+def test_run_claim_trains_evaluates_judges_and_resumes(tmp_path):
+    """Two arms x 3 seeds of one-epoch digits runs: claim metrics in every run, a report with
+    every value, and a re-run that trains nothing."""
+    from cvae.experiments.claim_check import CLAIM_METRICS_FILE, run_claim
+
+    tiny = {"data.dataset": "digits", "train.epochs": 1, "model.channels": [8, 16],
+            "train.tensorboard": False, "train.progress": False}  # fmt: skip
+    arms = (K.Arm("VAE", "vae-mnist-paper"),
+            K.Arm("beta 1", "vae-mnist-paper", {"loss.terms.kl.weight": 1.0}))  # fmt: skip
+    metric = K.ClaimMetric("knn_weighted_cosine", unit="accuracy")
+    claim = K.Claim("cvae-paper", "digits", "s", arms, (("beta 1", "VAE"),),
+                    (metric, K.ClaimMetric("active_units")), (0, 1, 2),
+                    {"cpu": K.ClaimBudget(tiny, "tiny")})  # fmt: skip
+    lines: list[str] = []
+    result, paths = run_claim(claim, out=tmp_path, command="test", echo=lines.append)
+    assert all(len(r.values) == 3 for r in result.arms["knn_weighted_cosine"].values())
+    assert len(list(tmp_path.glob(f"runs/*/{CLAIM_METRICS_FILE}"))) == 6
+    assert result.contrasts[0].welch is not None
+    assert lines[-1] == K.verdict_line(result)
+    assert "beta 1 vs VAE" in (tmp_path / "report.md").read_text()
+    lines.clear()
+    again, _ = run_claim(claim, out=tmp_path, command="test", echo=lines.append)
+    assert not any("start" in line or "claim metrics" in line for line in lines)
+    assert again.arms == result.arms
+    assert paths["html"].endswith("report.html")
