@@ -22,6 +22,7 @@ from typing import Any
 
 from cvae import config as C
 from cvae.data import dataset_available, missing_message
+from cvae.data.registry import REGISTRY
 from cvae.errors import ConfigError
 from cvae.evaluation.options import EvalConfig
 from cvae.experiments import report as rp
@@ -172,7 +173,8 @@ def run_claim(
 def _check_data(
     claim: Claim, planned: Sequence[tuple[str, int, SweepJob]], data_dir: str | Path | None
 ) -> None:
-    """One-line ConfigError when the claim's data is not under the data root."""
+    """One-line ConfigError when the claim's data is not under the data root (bundled and
+    synthetic datasets need none)."""
     root = _root(data_dir)
     if claim.data_folder is not None:
         if not (root / claim.data_folder).is_dir():
@@ -180,7 +182,7 @@ def _check_data(
                               "which does not exist; pass --data-dir ROOT")  # fmt: skip
         return
     for name in dict.fromkeys(j.config.data.dataset for _, _, j in planned if j.config):
-        if not dataset_available(root, name):
+        if REGISTRY[name].files is not None and not dataset_available(root, name):
             raise ConfigError(missing_message(name, root))
 
 
