@@ -27,6 +27,7 @@ from cvae.errors import ConfigError
 from cvae.evaluation.options import EvalConfig
 from cvae.experiments import report as rp
 from cvae.experiments.claims import Claim, ClaimResult, claim_report, judge_claim, verdict_line
+from cvae.experiments.papers import CLAIMS, get_paper
 from cvae.experiments.reproduce import _job, _root
 from cvae.experiments.results import measure, read_metrics_json
 from cvae.experiments.sweep import SweepJob, checkpoint_epochs, run_jobs
@@ -39,8 +40,6 @@ CLAIM_METRICS_FILE = "claim_metrics.json"
 def paper_claims(paper: str, names: Sequence[str] | None = None) -> list[Claim]:
     """The claims of ``paper`` (all, or those called ``names``); one-line ConfigError for an
     unknown paper or claim."""
-    from cvae.experiments.papers import CLAIMS, get_paper
-
     get_paper(paper)
     claims = CLAIMS.get(paper, ())
     if not names:

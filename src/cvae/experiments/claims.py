@@ -311,11 +311,11 @@ def judge_claim(
         per_arm = {}
         for arm in claim.arms:
             got = values.get(metric.name, {}).get(arm.label, {})
-            ok = [s for s in claim.seeds if _finite(got.get(s))]
+            ok = {s: v for s in claim.seeds if (v := got.get(s)) is not None and _finite(v)}
             per_arm[arm.label] = ArmResult(
                 arm.label,
                 tuple(ok),
-                tuple(float(got[s]) for s in ok),  # type: ignore[arg-type]
+                tuple(float(v) for v in ok.values()),
                 tuple(s for s in claim.seeds if s not in ok),
             )
         arms[metric.name] = per_arm

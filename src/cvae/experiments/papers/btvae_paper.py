@@ -100,7 +100,7 @@ _LAMBDAS = (0.025, 0.25)
 def _claim(dataset: str, budget: ClaimBudget, **kw: Any) -> Claim:
     """VAE (lambda 0) against BTVAE at the paper's best lambdas, on FID of prior samples."""
     col = _DATASETS.index(dataset) + 1
-    cells = {_model(row[0]): row[col] for row in _TABLE1 if row[0] in (0.0, *_LAMBDAS)}
+    cells = {_model(row[0]): str(row[col]) for row in _TABLE1 if row[0] in (0.0, *_LAMBDAS)}
     arms = tuple(
         Arm(_model(lam), f"btvae-{dataset}", {"loss.terms.barlow.weight": lam})
         for lam in (0.0, *_LAMBDAS)
