@@ -13,12 +13,17 @@ from typing import Any
 
 from cvae.config import RunConfig
 from cvae.errors import ConfigError
+from cvae.experiments.claims import Claim
 from cvae.experiments.paper import Paper, PaperNumber
 from cvae.experiments.papers import aavae_paper, btvae_paper, crvae_paper, cvae_paper
 
 PAPERS: dict[str, Paper] = {
     p.name: p for p in (cvae_paper.PAPER, btvae_paper.PAPER, crvae_paper.PAPER, aavae_paper.PAPER)
 }
+CLAIMS: dict[str, tuple[Claim, ...]] = {
+    p.PAPER.name: p.CLAIMS for p in (cvae_paper, btvae_paper, crvae_paper, aavae_paper)
+}
+"""Each paper's claim checks (:mod:`cvae.experiments.claims`), run by ``--budget cpu``."""
 PAPER_NUMBERS: tuple[PaperNumber, ...] = tuple(n for p in PAPERS.values() for n in p.numbers)
 PRESET_SUFFIXES = ("", "-paper", "-code")
 """A preset ``P``, ``P-paper`` or ``P-code`` matches an entry listing ``P``."""
