@@ -27,8 +27,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cvae.config import load_preset, resolve
-from cvae.methods import build_method
+from cvae.config import load_preset
+from cvae.methods import build_method, resolve
 from cvae.training import distributed
 from cvae.training.trainer import resolve_device, train_step
 
