@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cvae.config import load_preset
 from cvae.methods import build_method, resolve
-from cvae.training.trainer import build_optimizer, train_step
+from cvae.training.trainer import build_optimizer, place, train_step
 
 PRESETS = {
     "cvae-mnist-paper": (1, 28, 28),
@@ -58,7 +58,7 @@ def step_macs(preset: str, steps: int) -> dict[str, float]:
     cfg = resolve(load_preset(preset), shape)
     bs = cfg.train.batch_size
     torch.manual_seed(0)
-    method = build_method(cfg, shape)
+    method = place(build_method(cfg, shape), torch.device("cpu"))
     opt = build_optimizer(cfg.train, method.parameters())
     data = torch.randint(0, 256, (bs * 4, *shape), dtype=torch.uint8)
     gen = torch.Generator().manual_seed(0)

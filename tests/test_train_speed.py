@@ -39,4 +39,3 @@ def test_batchnorm_encoder_is_never_fused():
     assert not method.fusable
     step = method.make_step(torch.zeros(4, *SHAPE, dtype=torch.uint8), torch.Generator(), True)
     assert step.fuse == ()
-
