@@ -118,7 +118,8 @@ class Step:
         """``(mu, logvar)`` of ``view``: one encoder pass for all ``fuse`` views when it is one."""
         if view not in self._moments:
             group = self.fuse if view in self.fuse else (view,)
-            mu, logvar = self.model.encode(torch.cat([self.views[v] for v in group]))
+            x = self.views[view] if len(group) == 1 else torch.cat([self.views[v] for v in group])
+            mu, logvar = self.model.encode(x)
             for v, m, lv in zip(group, mu.chunk(len(group)), logvar.chunk(len(group)), strict=True):
                 self._moments[v] = (m, lv)
         return self._moments[view]
