@@ -27,10 +27,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from cvae.config import load_preset, resolve
-from cvae.methods import build_method
+from cvae.config import load_preset
+from cvae.methods import build_method, resolve
 from cvae.training import distributed
-from cvae.training.trainer import resolve_device, train_step
+from cvae.training.trainer import place, resolve_device, train_step
 
 CONFIGS = {
     "mnist": ("cvae-mnist-paper", (1, 28, 28)),
@@ -49,7 +49,7 @@ def bench(name: str, device: torch.device, steps: int, precision: str) -> dict[s
     bs = cfg.train.batch_size
     ctx, device, _ = distributed.setup(device)
     torch.manual_seed(0)
-    method = build_method(cfg, shape).to(device)
+    method = place(build_method(cfg, shape), device)
     ddp = distributed.wrap(method, device, sync_batchnorm=False) if ctx.active else None
     opt = torch.optim.Adam(method.parameters(), lr=cfg.train.lr)
     data = torch.randint(0, 256, (bs * 8, *shape), dtype=torch.uint8, device=device)

@@ -64,6 +64,11 @@ class Step:
     ``views``: the (augmented) inputs, one tensor per view, same shape; ``train``: whether this is
     a training step (terms with state, such as a queue, only update then).
 
+    ``fuse``: views whose encoder passes are one pass over the concatenated views (only for an
+    encoder whose output for an image does not depend on the rest of the batch, i.e. without
+    BatchNorm); each view's latent is still sampled when first asked for, so the generator's draws
+    come in the same order as with separate passes.
+
     ``shard``: under data-parallel training, which rows of the global batch these are. Random
     draws (posterior noise, key shuffles) are then made for the whole global batch, identically
     on every process, and sliced, so the generator stays in step across processes and a row gets
@@ -78,9 +83,11 @@ class Step:
         generator: torch.Generator,
         train: bool,
         shard: Shard | None = None,
+        fuse: tuple[int, ...] = (),
     ) -> None:
         self.model, self.clean, self.views = model, clean, views
-        self.generator, self.train, self.shard = generator, train, shard
+        self.generator, self.train, self.shard, self.fuse = generator, train, shard, fuse
+        self._moments: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._posteriors: dict[int, Posterior] = {}
         self._logits: dict[int, torch.Tensor] = {}
         self._projections: dict[int, torch.Tensor] = {}
@@ -107,9 +114,20 @@ class Step:
             return x
         return (all_gather_grad if grad else all_gather)(x, self.shard.sizes)
 
+    def moments(self, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of ``view``: one encoder pass for all ``fuse`` views when it is one."""
+        if view not in self._moments:
+            group = self.fuse if view in self.fuse else (view,)
+            x = self.views[view] if len(group) == 1 else torch.cat([self.views[v] for v in group])
+            mu, logvar = self.model.encode(x)
+            for v, m, lv in zip(group, mu.chunk(len(group)), logvar.chunk(len(group)), strict=True):
+                self._moments[v] = (m, lv)
+        return self._moments[view]
+
     def posterior(self, view: int) -> Posterior:
         if view not in self._posteriors:
-            self._posteriors[view] = self.encode(self.views[view])
+            mu, logvar = self.moments(view)
+            self._posteriors[view] = Posterior(mu, logvar, self.sample_latent(mu, logvar))
         return self._posteriors[view]
 
     def logits(self, view: int) -> torch.Tensor:
@@ -141,6 +159,10 @@ class Term(nn.Module):
     def after_epoch(self) -> None:
         """Called after every training epoch (e.g. a per-epoch EMA update)."""
 
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        """The views whose cached posterior (:meth:`Step.posterior`) the term reads."""
+        return ()
+
 
 class Method(nn.Module):
     """``loss = sum_t w_t(epoch) * term_t(step)``; terms whose weight is 0 now are skipped.
@@ -170,6 +192,10 @@ class Method(nn.Module):
             augment,
         )
         self.epoch_progress = 0.0  # fractional epoch, set by the trainer (drives schedules)
+        # BatchNorm normalises over the batch: views encoded together would share statistics
+        self.fusable = not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.encoder.modules()
+        )
 
     @property
     def weights(self) -> dict[TermName, float]:
@@ -193,7 +219,18 @@ class Method(nn.Module):
             views = [self._range(v) for v in views]
         else:
             views = [self._range(x01)] * self.num_views
-        return Step(self.model, self._range(x01), views, generator, train, shard)
+        return Step(self.model, self._range(x01), views, generator, train, shard, self._fused())
+
+    def _fused(self) -> tuple[int, ...]:
+        """The views the active terms encode, when there are several and the encoder allows one
+        pass over them all (no BatchNorm; see :class:`Step`)."""
+        if not self.fusable:
+            return ()
+        terms, views = self._terms(), set()
+        for name, weight in self.weights.items():
+            if weight != 0.0:
+                views.update(terms[name].encoded_views(self.num_views))
+        return tuple(sorted(views)) if len(views) > 1 else ()
 
     def _augment(
         self, x01: torch.Tensor, generator: torch.Generator, shard: Shard | None

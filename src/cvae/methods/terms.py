@@ -52,8 +52,12 @@ def _mean_over_views(
     step: Step, which: ViewsRegularised, per_view: Callable[[int], torch.Tensor]
 ) -> torch.Tensor:
     """Mean of ``per_view(v)`` over view 1 (``which='first'``) or every view (``'all'``)."""
-    views = range(len(step.views)) if which == "all" else range(1)
+    views = _regularised(which, len(step.views))
     return torch.stack([per_view(v) for v in views]).mean()
+
+
+def _regularised(which: ViewsRegularised, num_views: int) -> tuple[int, ...]:
+    return tuple(range(num_views if which == "all" else 1))
 
 
 class Reconstruction(Term):
@@ -82,6 +86,9 @@ class Reconstruction(Term):
     def forward(self, step: Step) -> torch.Tensor:
         return _mean_over_views(step, self.which, lambda v: self._nll(step, v))
 
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return _regularised(self.which, num_views)
+
     def _nll(self, step: Step, view: int) -> torch.Tensor:
         target = step.clean if self.target == "clean" else step.views[view]
         logits = step.logits(view)
@@ -105,6 +112,9 @@ class KL(Term):
             return kl_loss(step.posterior(v).mu, step.posterior(v).logvar)
 
         return _mean_over_views(step, self.which, kl)
+
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return _regularised(self.which, num_views)
 
 
 class NTXent(Term):
@@ -130,6 +140,9 @@ class NTXent(Term):
 
         return nt_xent(proj(0), proj(1), self.temperature)
 
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return (0, 1)
+
 
 class MMD(Term):
     """InfoVAE: MMD between the latent samples of the (global) batch and as many N(0, I) samples
@@ -150,6 +163,9 @@ class MMD(Term):
             return mmd(z, prior, self.kernel, self.bandwidth, self.estimator)
 
         return _mean_over_views(step, self.which, per_view)
+
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return _regularised(self.which, num_views)
 
 
 class InfoMax(Term):
@@ -173,6 +189,9 @@ class InfoMax(Term):
         perm = torch.randperm(len(z), generator=step.generator, device=z.device)
         bound = mi_lower_bound(self.critic(x, z), self.critic(x, z[perm]), self.divergence)
         return -bound
+
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return (0,)
 
 
 class BarlowTwins(Term):
@@ -203,6 +222,9 @@ class BarlowTwins(Term):
             return bt(step.posterior(0).z, recon.z)
         fresh = step.encode(step.views[0])
         return bt(fresh.mu, recon.mu) + bt(fresh.logvar, recon.logvar)
+
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return (0,)
 
 
 class MoCoInfoNCE(Term):
@@ -263,6 +285,9 @@ class MoCoInfoNCE(Term):
         if step.train and self.negatives == "queue":
             self.queue.enqueue(keys)
         return loss
+
+    def encoded_views(self, num_views: int) -> tuple[int, ...]:
+        return () if self.separate_query else (0,)
 
     def after_epoch(self) -> None:
         if self.ema_every == "epoch":

@@ -221,7 +221,7 @@ def _build(
     """The method (seeded init), the data on the device, optimizer, LR schedule, checkpointer."""
     tc, shape = cfg.train, data.train.shape
     torch.manual_seed(tc.seed)
-    method = build_method(cfg, shape).to(device)
+    method = place(build_method(cfg, shape), device)
     train_x, val_x = data.train.images.to(device), data.val.images.to(device)
     steps = _steps_per_epoch(
         len(train_x), tc.batch_size, tc.drop_last, tc.epoch_fraction, ctx.world
@@ -237,6 +237,13 @@ def _build(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     return _Loop(cfg, ctx, device, method, optimizer, schedule, saver, train_x, val_x, steps,
                  ddp, autocast)  # fmt: skip
+
+
+def place(method: Method, device: torch.device) -> Method:
+    """``method`` on ``device``; on the CPU its 4-d weights channels-last, on which oneDNN's
+    convolutions run faster (the same sums, float rounding aside)."""
+    method = method.to(device)
+    return method.to(memory_format=torch.channels_last) if device.type == "cpu" else method
 
 
 def _train_epoch(

@@ -1,0 +1,170 @@
+"""One training epoch of ours and of the reference CVAE code, alternating, in one invocation.
+
+For each thread count, ``--repeats`` rounds each run ours (the ``--preset`` configuration, one
+epoch through the trainer's own epoch loop) and then the reference (``peer_bench.py --dataset
+mnist --model cvae --epochs 1 --no-val --threads N``, see ../shared/peer/README.md), each in a
+fresh child process with the same thread count, so both see the same machine load. Printed per
+run: training time of the epoch (validation excluded on both sides; the reference's includes its
+DataLoader, which is part of how it trains), images/s (one image = one source image, i.e. one
+pair of views), and the child's peak RSS (``ru_maxrss`` of that process from ``wait4``); then a
+table of medians with the ratio reference/ours.
+
+    python benchmarks/side_by_side.py --threads 1 2 --repeats 2
+    python benchmarks/side_by_side.py --threads 1 --max-batches 50   # a quick partial epoch
+
+The reference needs ``PEER_MIRROR`` (a bare git clone of allx2100/contrastive-encoders) and
+``PEER_VENV`` (its own venv); without them only ours runs and one line says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+PEER_BENCH = SHARED / "peer" / "peer_bench.py"
+MNIST = SHARED / "data" / "mnist"
+
+
+def peer_missing(bench: Path) -> str | None:
+    """Why the reference cannot run here (None when it can)."""
+    venv, mirror = os.environ.get("PEER_VENV", ""), os.environ.get("PEER_MIRROR", "")
+    if not bench.is_file():
+        return f"{bench} not found"
+    if not venv or not (Path(venv) / "bin" / "python").exists():
+        return "PEER_VENV is not set to a venv (see ../shared/peer/README.md)"
+    if not mirror or not (Path(mirror) / "HEAD").exists():
+        return "PEER_MIRROR is not set to a bare clone of allx2100/contrastive-encoders"
+    return None
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> tuple[str, float]:
+    """Run ``argv``; return its stdout and its peak RSS in MiB (from ``wait4``, this child only).
+    A failed child raises with the tail of its stderr."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            tail = err.read().strip().splitlines()[-3:]
+            raise RuntimeError(f"{Path(argv[1]).name} exited {proc.returncode}: {' | '.join(tail)}")
+        return out.read(), usage.ru_maxrss / 1024
+
+
+def ours(args: argparse.Namespace, threads: int) -> dict[str, float]:
+    argv = [sys.executable, __file__, "--child", "--preset", args.preset, "--threads", str(threads)]
+    if args.max_batches:
+        argv += ["--max-batches", str(args.max_batches)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    out, rss = run_child(argv, env)
+    return {**json.loads(out.strip().splitlines()[-1]), "peak_rss_mib": rss}
+
+
+def reference(args: argparse.Namespace, threads: int) -> dict[str, float]:
+    argv = [f"{os.environ['PEER_VENV']}/bin/python", str(args.peer_bench), "--dataset", "mnist",
+            "--model", "cvae", "--epochs", "1", "--no-val", "--threads", str(threads),
+            "--num-workers", "0"]  # fmt: skip
+    if args.max_batches:
+        argv += ["--max-batches", str(args.max_batches)]
+    out, rss = run_child(argv, {**os.environ, "PEER_BENCH_NO_REEXEC": "1"})
+    epoch = json.loads(out.strip().splitlines()[-1])["per_epoch"][0]
+    return {"train_s": epoch["train_s"], "images": epoch["images"], "peak_rss_mib": rss}
+
+
+def child(args: argparse.Namespace) -> None:
+    """One epoch of ours, timed around the trainer's epoch loop; prints one JSON line."""
+    import torch
+
+    from cvae.config import load_preset, set_value
+    from cvae.threads import torch_threads
+    from cvae.training import distributed, trainer
+
+    cfg = load_preset(args.preset)
+    for key, value in {"train.epochs": 1, "train.progress": False, "train.device": "cpu"}.items():
+        set_value(cfg, key, value)
+    if cfg.data.dataset == "mnist" and MNIST.is_dir():
+        set_value(cfg, "data.data_dir", str(MNIST))
+    data = trainer.data_from_config(cfg)
+    with torch_threads(args.threads[0]), tempfile.TemporaryDirectory() as tmp:
+        data, cfg = trainer._data_for_run(cfg, data, None, Path(tmp))
+        if args.max_batches:
+            full = len(data.train) // cfg.train.batch_size + 1
+            set_value(cfg, "train.epoch_fraction", min(1.0, (args.max_batches + 0.5) / full))
+        ctx, device, _ = distributed.setup(torch.device("cpu"))
+        loop = trainer._build(cfg, data, ctx, device, Path(tmp))
+        t0 = time.perf_counter()
+        trainer._train_epoch(loop, 0, 0, {}, None)
+        seconds = time.perf_counter() - t0
+    images = min(len(data.train), loop.steps * cfg.train.batch_size)
+    print(json.dumps({"train_s": round(seconds, 3), "images": images, "steps": loop.steps}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--preset", default="cvae-mnist-paper")
+    p.add_argument("--max-batches", type=int, default=None, help="partial epochs of N batches")
+    p.add_argument("--peer-bench", type=Path, default=PEER_BENCH)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    missing = peer_missing(args.peer_bench)
+    if missing:
+        print(f"reference skipped: {missing}; timing ours only", flush=True)
+    sides = {"ours": ours} if missing else {"ours": ours, "reference": reference}
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
+    for threads in args.threads:
+        for r in range(args.repeats):
+            for side, fn in sides.items():
+                res = fn(args, threads)
+                results.setdefault((side, threads), []).append(res)
+                print(f"threads {threads} round {r + 1} {side:>9}: {res['train_s']:7.1f} s, "
+                      f"{res['images'] / res['train_s']:6.0f} images/s, "
+                      f"peak RSS {res['peak_rss_mib']:.0f} MiB, load {os.getloadavg()[0]:.1f}",
+                      flush=True)  # fmt: skip
+    print("\n| threads | ours s | reference s | ratio | ours images/s | reference images/s | "
+          "peak RSS ours / ref MiB |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    for threads in args.threads:
+        med = {side: _medians(results[(side, threads)]) for side in sides}
+        o, ref = med["ours"], med.get("reference")
+        row = [
+            f"{o['train_s']:.1f}",
+            "-",
+            "-",
+            f"{o['ips']:.0f}",
+            "-",
+            f"{o['peak_rss_mib']:.0f} / -",
+        ]
+        if ref:
+            row[1:3] = [f"{ref['train_s']:.1f}", f"{ref['train_s'] / o['train_s']:.2f}x"]
+            row[4:6] = [f"{ref['ips']:.0f}", f"{o['peak_rss_mib']:.0f} / {ref['peak_rss_mib']:.0f}"]
+        print(f"| {threads} | " + " | ".join(row) + " |")
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {
+        "train_s": statistics.median(r["train_s"] for r in runs),
+        "ips": statistics.median(r["images"] / r["train_s"] for r in runs),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+
+
+if __name__ == "__main__":
+    main()
