@@ -226,7 +226,7 @@ class Method(nn.Module):
         pass over them all (no BatchNorm; see :class:`Step`)."""
         if not self.fusable:
             return ()
-        terms, views = self._terms(), set()
+        terms, views = self._terms(), set[int]()
         for name, weight in self.weights.items():
             if weight != 0.0:
                 views.update(terms[name].encoded_views(self.num_views))

@@ -243,7 +243,11 @@ def place(method: Method, device: torch.device) -> Method:
     """``method`` on ``device``; on the CPU its 4-d weights channels-last, on which oneDNN's
     convolutions run faster (the same sums, float rounding aside)."""
     method = method.to(device)
-    return method.to(memory_format=torch.channels_last) if device.type == "cpu" else method
+    if device.type == "cpu":
+        for tensor in (*method.parameters(), *method.buffers()):
+            if tensor.dim() == 4:  # what Module.to(memory_format=...) does
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return method
 
 
 def _train_epoch(
