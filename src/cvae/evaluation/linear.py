@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -80,38 +81,49 @@ def fit_linear(
 
     The gradient is closed-form, ``(softmax(x theta^T) - onehot(y))^T [x, 1] / b``, and the
     optimisers are written out with ``torch.optim``'s update rules (no weight decay):
-    ``"adam"`` (betas 0.9, 0.999, eps 1e-8) and ``"sgd"`` (Nesterov, ``momentum``). Far fewer
-    tiny tensor ops per step than autograd + ``torch.optim`` (about 4x faster on CPU).
+    ``"adam"`` (betas 0.9, 0.999, eps 1e-8) and ``"sgd"`` (Nesterov, ``momentum``), in float32
+    NumPy: a step is a dozen operations on ``[b, C]`` arrays, where NumPy's per-call cost is a
+    fraction of torch's (5x faster than autograd + ``torch.optim``, 2.5x faster than the same
+    loop in torch; equal to ``torch.optim`` to float32 rounding, ``tests/test_linear.py``).
     ``cosine``: the lr at step ``t`` of ``T`` is ``lr * (1 + cos(pi * t / T)) / 2``.
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     bound = 1.0 / math.sqrt(dim)
-    theta = (torch.rand(num_classes, dim + 1, generator=generator) * 2 - 1) * bound
-    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    init = (torch.rand(num_classes, dim + 1, generator=generator) * 2 - 1) * bound
+    theta = init.numpy()
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    y = labels.numpy()
     n = labels.shape[0]
     total = epochs * math.ceil(n / batch_size)
+    rows = np.arange(batch_size)
     t = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
-            x = batch_features(idx).float()
-            x = torch.cat([x, torch.ones(len(idx), 1)], dim=1)
-            p = torch.softmax(x @ theta.T, dim=1)
-            p[torch.arange(len(idx)), labels[idx]] -= 1.0
-            grad = p.T @ x / len(idx)
+            b = len(idx)
+            x = batch_features(idx).float().numpy()
+            x = np.concatenate([x, np.ones((b, 1), np.float32)], axis=1)
+            logits = x @ theta.T
+            logits -= logits.max(axis=1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(axis=1, keepdims=True)
+            p[rows[:b], y[idx.numpy()]] -= 1.0
+            grad = (p.T @ x) / np.float32(b)
             rate = lr * 0.5 * (1 + math.cos(math.pi * t / total)) if cosine else lr
             t += 1
             if optimizer == "adam":
-                m.mul_(0.9).add_(grad, alpha=0.1)
-                v.mul_(0.999).addcmul_(grad, grad, value=0.001)
-                denom = (v.sqrt() / math.sqrt(1 - 0.999**t)).add_(1e-8)
-                theta.addcdiv_(m, denom, value=-rate / (1 - 0.9**t))
+                m *= np.float32(0.9)
+                m += np.float32(0.1) * grad
+                v *= np.float32(0.999)
+                v += np.float32(0.001) * grad * grad
+                denom = np.sqrt(v) / np.float32(math.sqrt(1 - 0.999**t)) + np.float32(1e-8)
+                theta -= np.float32(rate / (1 - 0.9**t)) * m / denom
             else:
-                m = grad.clone() if t == 1 else m.mul_(momentum).add_(grad)
-                theta.add_(grad.add(m, alpha=momentum), alpha=-rate)
-    return theta
+                m = grad.copy() if t == 1 else m * np.float32(momentum) + grad
+                theta -= np.float32(rate) * (grad + np.float32(momentum) * m)
+    return torch.from_numpy(theta)
 
 
 @torch.no_grad()
