@@ -58,7 +58,7 @@ def _labels(y: torch.Tensor, n: int, name: str) -> torch.Tensor:
 
 
 def fit_linear(
-    batch_features: Callable[[torch.Tensor], torch.Tensor],
+    batch_features: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
     labels: torch.Tensor,
     dim: int,
     num_classes: int,
@@ -73,8 +73,9 @@ def fit_linear(
 ) -> torch.Tensor:
     """Train a softmax-regression layer with cross-entropy (batch mean) on shuffled batches.
 
-    ``batch_features(idx)`` returns the ``[b, dim]`` features of training rows ``idx``
-    (precomputed rows, or an augmented re-encoding); ``labels: [N]``. Every epoch visits all
+    ``batch_features(idx)`` returns the ``[b, dim]`` features of training rows ``idx`` (an
+    augmented re-encoding), or ``batch_features`` is the ``[N, dim]`` features themselves
+    (precomputed); ``labels: [N]``. Every epoch visits all
     ``N`` rows in a fresh ``randperm`` (last batch partial). Returns ``theta: [C, dim + 1]``
     (weights, then the bias column), initialised like ``nn.Linear`` (U(+-1/sqrt(dim)), one
     ``rand`` draw from ``generator``).
@@ -95,21 +96,29 @@ def fit_linear(
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     y = labels.numpy()
     n = labels.shape[0]
+    fixed = None
+    if isinstance(batch_features, torch.Tensor):  # precomputed: [x, 1] once
+        fixed = np.concatenate([batch_features.float().numpy(), np.ones((n, 1), np.float32)], 1)
     total = epochs * math.ceil(n / batch_size)
     rows = np.arange(batch_size)
     t = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=generator)
+        order = perm.numpy()
         for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
+            idx = order[start : start + batch_size]
             b = len(idx)
-            x = batch_features(idx).float().numpy()
-            x = np.concatenate([x, np.ones((b, 1), np.float32)], axis=1)
+            if fixed is not None:
+                x = fixed[idx]
+            else:
+                assert callable(batch_features)
+                x = batch_features(perm[start : start + batch_size]).float().numpy()
+                x = np.concatenate([x, np.ones((b, 1), np.float32)], axis=1)
             logits = x @ theta.T
             logits -= logits.max(axis=1, keepdims=True)
             p = np.exp(logits)
             p /= p.sum(axis=1, keepdims=True)
-            p[rows[:b], y[idx.numpy()]] -= 1.0
+            p[rows[:b], y[idx]] -= 1.0
             grad = (p.T @ x) / np.float32(b)
             rate = lr * 0.5 * (1 + math.cos(math.pi * t / total)) if cosine else lr
             t += 1
@@ -167,7 +176,7 @@ def linear_adam(
     gen = torch.Generator().manual_seed(seed)
     with torch_threads(1):  # tiny per-step ops lose to thread synchronisation
         theta = fit_linear(
-            lambda idx: train_x[idx],
+            train_x,
             tr_y,
             train_x.shape[1],
             classes,
