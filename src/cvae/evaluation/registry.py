@@ -150,6 +150,13 @@ class EvalContext:
         """A CPU generator seeded with the evaluation seed."""
         return torch.Generator().manual_seed(self.seed)
 
+    def encode(self) -> None:
+        """Compute the encodings the metrics share: the posterior of the evaluation split, and
+        the probe features of both splits when they are labelled."""
+        _ = self.posterior
+        if self.unmet(("labels",)) is None:
+            _ = self.train_features, self.eval_features
+
     @cached_property
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of the evaluation split, ``[N, d]`` on the CPU."""
