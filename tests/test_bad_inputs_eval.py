@@ -157,7 +157,7 @@ def test_failure_in_figures_loses_no_number(capsys, run, monkeypatch):
 
 def test_eval_without_umap_falls_back_to_tsne(capsys, run, monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` raises ImportError
-    assert main(["eval", str(run), *FAST_EVAL]) == 0  # default --embedding umap
+    assert main(["eval", str(run), *FAST_EVAL, "--embedding", "umap"]) == 0
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if "UMAP unavailable" in line]
     assert len(notes) == 1 and "pip install 'cvae[plots]'" in notes[0]

@@ -2,6 +2,7 @@
 one --set vocabulary, a start-of-run header, epoch lines without bars, eval progress."""
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,11 @@ def test_eval_progress_on_a_terminal_only(capsys, monkeypatch, trained, tty):
     err = capsys.readouterr().err
     assert ("eval: knn_weighted_cosine (" in err) is tty
     assert ("eval: figure samples (" in err) is tty
+    assert ("eval: encode (" in err) is tty
+    # every stage's seconds are in metrics.json, terminal or not
+    stages = json.loads((trained / "metrics.json").read_text())["timing"]["stages"]
+    assert list(stages)[:3] == ["load", "encode", "kl"] and "figure samples" in stages
+    assert all(s["seconds"] >= 0 and s["cpu_seconds"] >= 0 for s in stages.values())
 
 
 def test_eval_no_progress(capsys, monkeypatch, trained):

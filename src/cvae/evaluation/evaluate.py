@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from cvae import tracking
@@ -57,8 +58,9 @@ def evaluate(
     on data handed to the Python API needs them again; when the run recorded the sha256 of its
     training split, other data is refused (from the config) or noted (given here).
 
-    ``progress``: a bar over the metric and figure stages on stderr, with one line per finished
-    stage (name, seconds), when stderr is a terminal.
+    ``progress``: a bar over the stages (load, encode, each metric, each figure) on stderr,
+    with one line per finished stage (name, seconds), when stderr is a terminal. Every stage's
+    wall and CPU seconds are in ``metrics.json`` under ``timing``.
 
     ``metrics.json`` is rewritten (atomically) after every metric, with ``complete: false``
     until the end, so an interruption or a failure in the figures loses no number; a previous
@@ -66,13 +68,17 @@ def evaluate(
     """
     cfg = (config or EvalConfig()).replace(**options)
     t0 = time.perf_counter()
-    run = load(run_dir, device=cfg.device)
-    tracking.check_recorded(run.run_dir)  # a tracked run needs its backends: checked first
-    splits, provenance, notes = _eval_data(run, data)
-    feature, source = choose_feature(run, cfg)
-    ctx = EvalContext(run, cfg, splits, feature, Notes(notes))
+    bar = _Stages(2 + len(METRICS) + len(FIGURES), progress)
+    with bar.stage("load"):
+        run = load(run_dir, device=cfg.device)
+        tracking.check_recorded(run.run_dir)  # a tracked run needs its backends: checked first
+        splits, provenance, notes = _eval_data(run, data)
+        feature, source = choose_feature(run, cfg)
+        ctx = EvalContext(run, cfg, splits, feature, Notes(notes))
     out = _MetricsFile(run.run_dir / "metrics.json", _header(ctx, provenance, source), ctx.notes)
-    bar = _Stages(len(METRICS) + len(FIGURES), progress)
+    out.timing = bar.timing
+    with bar.stage("encode"):  # the encodings every metric shares, once
+        ctx.encode()
     for spec in METRICS:
         with bar.stage("/".join(spec.names)):
             for name, metric in measure(spec, ctx).items():
@@ -98,20 +104,31 @@ def _figure_files(folder: Path, figures: dict[str, Any]) -> list[Path]:
 
 
 class _Stages:
-    """The progress of an evaluation on stderr (terminals only): a bar over the stages and one
-    line per finished stage with its seconds."""
+    """The stages of an evaluation: their wall and CPU seconds (``timing``, for
+    ``metrics.json``) and their progress on stderr (terminals only): a bar over the stages and
+    one line per finished stage with its seconds."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar = tqdm(total=total, desc="eval", leave=False,
                         disable=not (enabled and sys.stderr.isatty()))  # fmt: skip
+        self.timing: dict[str, Any] = {
+            "threads": torch.get_num_threads(),
+            "cpu_seconds": "time.process_time(): all threads of the process",
+            "stages": {},
+        }
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.bar.set_description(f"eval: {name}")
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         yield
+        seconds = time.perf_counter() - t0
+        self.timing["stages"][name] = {
+            "seconds": round(seconds, 3),
+            "cpu_seconds": round(time.process_time() - cpu0, 3),
+        }
         if not self.bar.disable:
-            self.bar.write(f"eval: {name} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+            self.bar.write(f"eval: {name} ({seconds:.1f} s)", file=sys.stderr)
         self.bar.update()
 
     def close(self) -> None:
@@ -163,6 +180,7 @@ class _MetricsFile:
         self.path, self.header, self.notes = path, header, notes
         self.metrics: dict[str, Metric] = {}
         self.figures: dict[str, Any] = {}
+        self.timing: dict[str, Any] = {}
         self.seconds: float | None = None
         self._kept = False
 
@@ -176,6 +194,7 @@ class _MetricsFile:
             "metrics": {name: m.to_json() for name, m in self.metrics.items()},
             "figures": self.figures,
             "notes": self.notes.to_json(),
+            "timing": self.timing,
             "seconds": self.seconds,
             "complete": self.seconds is not None,
         }

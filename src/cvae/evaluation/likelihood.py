@@ -90,7 +90,7 @@ def recon_nll(
     *,
     loss: str,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = 4096,
 ) -> dict[str, Any]:
     """CR-VAE "NLL" (evaluate_utils.py): mean over images of the per-image **sum** of the
     reconstruction loss between ``x`` and ``dec(z)``, one ``z ~ q(z|x)`` per image.
@@ -98,6 +98,8 @@ def recon_nll(
     ``loss``: ``"mse"`` (squared error of the activated output) or ``"bce"`` (from logits).
     Not a true NLL: no sigma, no importance sampling. The CR-VAE code averages batch
     means; here every image weighs the same (identical when ``batch_size`` divides ``N``).
+    Batches of 4096: the decoders' transposed convolutions cost several times less per image
+    than at 256 on CPU.
     """
     if loss not in ("mse", "bce"):
         raise ValueError(f"loss must be 'mse' or 'bce', got {loss!r}")

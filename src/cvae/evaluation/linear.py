@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,7 +58,7 @@ def _labels(y: torch.Tensor, n: int, name: str) -> torch.Tensor:
 
 
 def fit_linear(
-    batch_features: Callable[[torch.Tensor], torch.Tensor],
+    batch_features: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
     labels: torch.Tensor,
     dim: int,
     num_classes: int,
@@ -72,46 +73,66 @@ def fit_linear(
 ) -> torch.Tensor:
     """Train a softmax-regression layer with cross-entropy (batch mean) on shuffled batches.
 
-    ``batch_features(idx)`` returns the ``[b, dim]`` features of training rows ``idx``
-    (precomputed rows, or an augmented re-encoding); ``labels: [N]``. Every epoch visits all
+    ``batch_features(idx)`` returns the ``[b, dim]`` features of training rows ``idx`` (an
+    augmented re-encoding), or ``batch_features`` is the ``[N, dim]`` features themselves
+    (precomputed); ``labels: [N]``. Every epoch visits all
     ``N`` rows in a fresh ``randperm`` (last batch partial). Returns ``theta: [C, dim + 1]``
     (weights, then the bias column), initialised like ``nn.Linear`` (U(+-1/sqrt(dim)), one
     ``rand`` draw from ``generator``).
 
     The gradient is closed-form, ``(softmax(x theta^T) - onehot(y))^T [x, 1] / b``, and the
     optimisers are written out with ``torch.optim``'s update rules (no weight decay):
-    ``"adam"`` (betas 0.9, 0.999, eps 1e-8) and ``"sgd"`` (Nesterov, ``momentum``). Far fewer
-    tiny tensor ops per step than autograd + ``torch.optim`` (about 4x faster on CPU).
+    ``"adam"`` (betas 0.9, 0.999, eps 1e-8) and ``"sgd"`` (Nesterov, ``momentum``), in float32
+    NumPy: a step is a dozen operations on ``[b, C]`` arrays, where NumPy's per-call cost is a
+    fraction of torch's (5x faster than autograd + ``torch.optim``, 2.5x faster than the same
+    loop in torch; equal to ``torch.optim`` to float32 rounding, ``tests/test_linear.py``).
     ``cosine``: the lr at step ``t`` of ``T`` is ``lr * (1 + cos(pi * t / T)) / 2``.
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     bound = 1.0 / math.sqrt(dim)
-    theta = (torch.rand(num_classes, dim + 1, generator=generator) * 2 - 1) * bound
-    m, v = torch.zeros_like(theta), torch.zeros_like(theta)
+    init = (torch.rand(num_classes, dim + 1, generator=generator) * 2 - 1) * bound
+    theta = init.numpy()
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    y = labels.numpy()
     n = labels.shape[0]
+    fixed = None
+    if isinstance(batch_features, torch.Tensor):  # precomputed: [x, 1] once
+        fixed = np.concatenate([batch_features.float().numpy(), np.ones((n, 1), np.float32)], 1)
     total = epochs * math.ceil(n / batch_size)
+    rows = np.arange(batch_size)
     t = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=generator)
+        order = perm.numpy()
         for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            x = batch_features(idx).float()
-            x = torch.cat([x, torch.ones(len(idx), 1)], dim=1)
-            p = torch.softmax(x @ theta.T, dim=1)
-            p[torch.arange(len(idx)), labels[idx]] -= 1.0
-            grad = p.T @ x / len(idx)
+            idx = order[start : start + batch_size]
+            b = len(idx)
+            if fixed is not None:
+                x = fixed[idx]
+            else:
+                assert callable(batch_features)
+                x = batch_features(perm[start : start + batch_size]).float().numpy()
+                x = np.concatenate([x, np.ones((b, 1), np.float32)], axis=1)
+            logits = x @ theta.T
+            logits -= logits.max(axis=1, keepdims=True)
+            p = np.exp(logits)
+            p /= p.sum(axis=1, keepdims=True)
+            p[rows[:b], y[idx]] -= 1.0
+            grad = (p.T @ x) / np.float32(b)
             rate = lr * 0.5 * (1 + math.cos(math.pi * t / total)) if cosine else lr
             t += 1
             if optimizer == "adam":
-                m.mul_(0.9).add_(grad, alpha=0.1)
-                v.mul_(0.999).addcmul_(grad, grad, value=0.001)
-                denom = (v.sqrt() / math.sqrt(1 - 0.999**t)).add_(1e-8)
-                theta.addcdiv_(m, denom, value=-rate / (1 - 0.9**t))
+                m *= np.float32(0.9)
+                m += np.float32(0.1) * grad
+                v *= np.float32(0.999)
+                v += np.float32(0.001) * grad * grad
+                denom = np.sqrt(v) / np.float32(math.sqrt(1 - 0.999**t)) + np.float32(1e-8)
+                theta -= np.float32(rate / (1 - 0.9**t)) * m / denom
             else:
-                m = grad.clone() if t == 1 else m.mul_(momentum).add_(grad)
-                theta.add_(grad.add(m, alpha=momentum), alpha=-rate)
-    return theta
+                m = grad.copy() if t == 1 else m * np.float32(momentum) + grad
+                theta -= np.float32(rate) * (grad + np.float32(momentum) * m)
+    return torch.from_numpy(theta)
 
 
 @torch.no_grad()
@@ -155,7 +176,7 @@ def linear_adam(
     gen = torch.Generator().manual_seed(seed)
     with torch_threads(1):  # tiny per-step ops lose to thread synchronisation
         theta = fit_linear(
-            lambda idx: train_x[idx],
+            train_x,
             tr_y,
             train_x.shape[1],
             classes,

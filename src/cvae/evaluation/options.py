@@ -31,7 +31,10 @@ class EvalConfig:
     """What ``cvae eval`` computes and how; out-of-range values raise a one-line CvaeError."""
 
     embedding: Embedding = _opt(
-        "umap", "2-D embedding of the test mu (t-SNE stands in when umap-learn is missing)"
+        "none",
+        "2-D embedding figure of the test mu, off by default (UMAP's first call compiles for "
+        "about 90 s; t-SNE of 10k points takes as long); t-SNE stands in when umap-learn is "
+        "missing",
     )
     knn_k: int = _opt(
         200,

@@ -7,12 +7,14 @@ everything needed to reproduce the number.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import sklearn
+from scipy import optimize
+from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from cvae.evaluation.protocol import probe_protocol
@@ -55,29 +57,92 @@ def _train_test(
     return x_tr, y_tr, x_te, y_te
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, max_iter: int) -> tuple[LogisticRegression, bool]:
-    """Fit the paper's classifier; return it and whether lbfgs converged."""
-    if np.unique(y).size < 2:
+@dataclass(frozen=True)
+class LogisticFit:
+    """A fitted L2 logistic regression: ``coef [K, d]``, ``intercept [K]`` over ``classes``
+    (``K = 1`` for two classes: the binomial model), its L-BFGS iterations and convergence."""
+
+    classes: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+    n_iter: int
+    converged: bool
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        scores = x @ self.coef.T + self.intercept
+        if self.coef.shape[0] == 1:
+            return self.classes[(scores[:, 0] > 0).astype(np.int64)]
+        return self.classes[scores.argmax(axis=1)]
+
+    def score(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.predict(x) == y).mean())
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, C: float = 1.0, max_iter: int = 1000,
+                 tol: float = 1e-4) -> LogisticFit:  # fmt: skip
+    """Minimise sklearn's ``LogisticRegression(C, solver="lbfgs")`` objective,
+    ``mean_i CE(x_i W^T + b, y_i) + ||W||^2 / (2 C n)`` (multinomial; binomial for two
+    classes; intercept not penalised), by scipy's L-BFGS-B with sklearn's options, in
+    standardised coordinates: ``u = (x - mean) / std``, ``V = W * std``, ``c = b + W mean``,
+    with the penalty ``sum (V / std)^2`` of the same ``W`` (constant features: std 1). The
+    objective and so its minimiser are sklearn's; only the conditioning differs, so L-BFGS
+    converges in tens of iterations where sklearn's, on unstandardised latent features, runs
+    to its cap of 1000 (over a minute on 54k MNIST features). Accuracy equals sklearn's at
+    convergence to within ``LOGISTIC_TOLERANCE`` (``tests/test_eval_speed.py``).
+    """
+    classes, yi = np.unique(y, return_inverse=True)
+    if classes.size < 2:
         raise ValueError("logistic regression needs at least two classes in the training split")
-    clf = LogisticRegression(max_iter=max_iter, solver="lbfgs", C=1.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=ConvergenceWarning)
-        clf.fit(x, y)
-    converged = bool(np.max(clf.n_iter_) < max_iter)
-    return clf, converged
+    n, d = x.shape
+    mean, std = x.mean(0), x.std(0)
+    std[std == 0] = 1.0
+    u = np.concatenate([(x - mean) / std, np.ones((n, 1))], axis=1)
+    onehot = np.zeros((n, classes.size))
+    onehot[np.arange(n), yi] = 1.0
+    free = 1 if classes.size == 2 else classes.size  # binomial: class 0's scores are 0
+    weight = np.append(1.0 / std**2, 0.0) / (C * n)
+
+    def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
+        v = w.reshape(free, d + 1)
+        z = u @ v.T
+        if free == 1:
+            z = np.concatenate([np.zeros((n, 1)), z], axis=1)
+        lse = logsumexp(z, axis=1)
+        loss = float((lse - (z * onehot).sum(1)).mean() + 0.5 * (v**2 * weight).sum())
+        resid = (np.exp(z - lse[:, None]) - onehot)[:, -free:]
+        return loss, (resid.T @ u / n + v * weight).ravel()
+
+    res = optimize.minimize(
+        loss_grad,
+        np.zeros(free * (d + 1)),
+        method="L-BFGS-B",
+        jac=True,
+        options={"maxiter": max_iter, "gtol": tol, "ftol": 64 * np.finfo(float).eps, "maxls": 50},
+    )
+    v = res.x.reshape(free, d + 1)
+    coef = v[:, :d] / std
+    return LogisticFit(classes, coef, v[:, d] - coef @ mean, int(res.nit), bool(res.success))
 
 
-def _classifier_protocol(max_iter: int, converged: bool, n_iter: int) -> dict[str, Any]:
+LOGISTIC_TOLERANCE = 0.002
+"""Largest difference in accuracy from sklearn's converged ``LogisticRegression`` that
+:func:`fit_logistic` is tested to (0.2 points)."""
+
+
+def _classifier_protocol(max_iter: int, fit: LogisticFit) -> dict[str, Any]:
     return {
-        "classifier": "sklearn.linear_model.LogisticRegression",
+        "classifier": "L2 logistic regression, sklearn LogisticRegression(C=1.0, lbfgs) objective",
         "solver": "lbfgs",
-        "multi_class": "multinomial (sklearn lbfgs default; binomial when 2 classes)",
+        "optimisation": "scipy L-BFGS-B (sklearn's options) in standardised coordinates, the "
+        "objective unchanged (penalty on the unstandardised weights)",
+        "tolerance": f"accuracy within {LOGISTIC_TOLERANCE} of sklearn's at convergence",
+        "multi_class": "multinomial (binomial when 2 classes), as sklearn lbfgs",
         "penalty": "l2",
         "C": 1.0,
         "max_iter": max_iter,
         "standardisation": False,
-        "n_iter": n_iter,
-        "converged": converged,
+        "n_iter": fit.n_iter,
+        "converged": fit.converged,
         "sklearn_version": sklearn.__version__,
     }
 
@@ -109,8 +174,8 @@ def logistic_regression_paper(
     x = _as_2d_features(features, "features")
     y = _as_labels(labels, x.shape[0], "labels")
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, random_state=random_state)
-    clf, converged = _fit_logistic(x_tr, y_tr, max_iter)
-    acc = float(clf.score(x_te, y_te))
+    clf = fit_logistic(x_tr, y_tr, max_iter=max_iter)
+    acc = clf.score(x_te, y_te)
     protocol = {
         **probe_protocol(
             "logistic_regression_paper",
@@ -123,7 +188,7 @@ def logistic_regression_paper(
         "test_size": test_size,
         "random_state": random_state,
         "n_total": int(x.shape[0]),
-        **_classifier_protocol(max_iter, converged, int(np.max(clf.n_iter_))),
+        **_classifier_protocol(max_iter, clf),
     }
     return {"value": acc, "protocol": protocol}
 
@@ -151,8 +216,8 @@ def logistic_regression_standard(
         ``{"value": test accuracy, "protocol": {...}}``.
     """
     x_tr, y_tr, x_te, y_te = _train_test(train_x, train_y, test_x, test_y)
-    clf, converged = _fit_logistic(x_tr, y_tr, max_iter)
-    acc = float(clf.score(x_te, y_te))
+    clf = fit_logistic(x_tr, y_tr, max_iter=max_iter)
+    acc = clf.score(x_te, y_te)
     protocol = {
         **probe_protocol(
             "logistic_regression_standard",
@@ -162,7 +227,7 @@ def logistic_regression_standard(
             x_tr.shape[1],
             feature_name,
         ),
-        **_classifier_protocol(max_iter, converged, int(np.max(clf.n_iter_))),
+        **_classifier_protocol(max_iter, clf),
     }
     return {"value": acc, "protocol": protocol}
 

@@ -21,7 +21,12 @@ from cvae.api import Run
 from cvae.data import DataSplits, ImageDataset
 from cvae.evaluation.collapse import active_units, marginal_kl, mean_kl, mutual_information
 from cvae.evaluation.fid import fid_metrics
-from cvae.evaluation.knn import knn_uniform_euclidean, knn_weighted_cosine
+from cvae.evaluation.knn import (
+    clip_k,
+    cosine_neighbours,
+    knn_uniform_euclidean,
+    knn_weighted_cosine,
+)
 from cvae.evaluation.likelihood import Likelihood, iwae_nll, recon_nll, run_likelihood
 from cvae.evaluation.linear import linear_adam, linear_sgd
 from cvae.evaluation.options import EvalConfig
@@ -146,6 +151,13 @@ class EvalContext:
         """A CPU generator seeded with the evaluation seed."""
         return torch.Generator().manual_seed(self.seed)
 
+    def encode(self) -> None:
+        """Compute the encodings the metrics share: the posterior of the evaluation split, and
+        the probe features of both splits when they are labelled."""
+        _ = self.posterior
+        if self.unmet(("labels",)) is None:
+            _ = self.train_features, self.eval_features
+
     @cached_property
     def posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of the evaluation split, ``[N, d]`` on the CPU."""
@@ -161,6 +173,15 @@ class EvalContext:
         if self.feature == "mu":
             return self.posterior[0]
         return self.run.features(self.eval_split.tensor, self.feature).cpu()
+
+    @cached_property
+    def neighbours(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cosine neighbours of the evaluation features in the train bank, for the largest
+        ``k`` of the weighted kNN probes (each reads its first ``k`` columns)."""
+        labels = self.data.train.labels
+        assert labels is not None  # the "labels" need
+        k = clip_k(max(self.config.knn_k, KNN_SMALL_K), labels.long())[0]
+        return cosine_neighbours(self.train_features.float(), self.eval_features.float(), k)
 
     @cached_property
     def inputs(self) -> torch.Tensor:
@@ -357,7 +378,7 @@ def _knn(name: str, k: Callable[[EvalConfig], int]) -> Callable[[EvalContext], C
 
     def compute(c: EvalContext) -> Computed:
         if weighted:
-            options = {"temperature": c.config.knn_temperature}
+            options = {"temperature": c.config.knn_temperature, "neighbours": c.neighbours}
             metric = _on_features(knn_weighted_cosine, "bank", c, k=k(c.config), **options)
         else:
             metric = _on_features(knn_uniform_euclidean, "bank", c, k=k(c.config))
