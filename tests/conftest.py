@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 import cvae
 from cvae.data import DataSplits
@@ -56,7 +57,8 @@ def _session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     old_threads = torch.get_num_threads()
     os.environ.update(env)
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(limits=1, user_api="blas"):  # numpy / scipy
+        yield
     torch.set_num_threads(old_threads)
     for key, value in old_env.items():
         if value is None:

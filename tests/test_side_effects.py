@@ -39,3 +39,19 @@ def test_train_restores_the_thread_count(tmp_path):
     cfg.train.tensorboard = cfg.train.progress = False
     cvae.train(cfg, tmp_path / "run")
     assert torch.get_num_threads() == before
+
+
+def test_torch_threads_bounds_torch_and_blas_then_restores_both():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from cvae.threads import torch_threads
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):  # the caller's settings
+        torch.set_num_threads(2)
+        before = blas()
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1 and set(blas()) <= {1}
+        assert torch.get_num_threads() == 2 and blas() == before

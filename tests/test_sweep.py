@@ -131,11 +131,11 @@ def test_plan_starts_resumes_evaluates_or_skips(tmp_path):
     ]
 
     fake_run(run_dir, job.config, epochs_done=1)
-    quick = EvalConfig(embedding="none")
+    quick = EvalConfig(embedding="tsne")
     action, commands = plan_run(job, run_dir, evaluate=True, eval_config=quick)
     assert action == "resume"
     assert commands[0][3:9] == ["train", "--resume", str(run_dir), "--epochs", "2", "--device"]
-    assert commands[1][3:] == ["eval", str(run_dir), "--embedding", "none"]
+    assert commands[1][3:] == ["eval", str(run_dir), "--embedding", "tsne"]
 
     torch.save({"epoch": 2, "step": 0}, run_dir / CHECKPOINT)
     assert plan_run(job, run_dir) == ("skip", [])

@@ -1,4 +1,5 @@
-"""Torch's intra-op thread count, changed only for the duration of a ``with`` block."""
+"""CPU thread counts (torch's, and the BLAS pools numpy and scipy use), changed only for the
+duration of a ``with`` block."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from threadpoolctl import threadpool_limits
 
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (``None``: leave the count as it is), then
-    restore the previous count, so a library call never changes its caller's setting."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
+    """Run the block with ``n`` torch CPU threads and at most ``n`` BLAS threads for numpy and
+    scipy (``None``: leave the counts as they are), then restore the previous counts, so a
+    library call never changes its caller's setting."""
+    if n is None:
         yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(previous)
