@@ -23,6 +23,7 @@ from cvae.config import load_preset, load_yaml
 from cvae.errors import ConfigError, CvaeError
 from cvae.evaluation.registry import Better, metric_spec
 from cvae.experiments import report as rp
+from cvae.experiments.claims import welch_interval
 from cvae.experiments.paper import PaperNumber
 from cvae.experiments.papers import candidates, condition_mismatches
 from cvae.experiments.results import (
@@ -188,19 +189,10 @@ def difference(
 ) -> dict[str, float] | None:
     """``mean(b) - mean(a)`` and its ``level`` confidence interval (Welch's t: unequal
     variances, Welch-Satterthwaite degrees of freedom); None unless both have two values."""
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
+    if len(a) < 2 or len(b) < 2:
         return None
-    ca, cb = headline_cell(a, ""), headline_cell(b, "")
-    va, vb = ca["std"] ** 2 / na, cb["std"] ** 2 / nb
-    diff, se = cb["mean"] - ca["mean"], math.sqrt(va + vb)
-    if se == 0:
-        return {"diff": diff, "low": diff, "high": diff, "level": level}
-    from scipy.stats import t  # lazy: only with seeds
-
-    dof = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-    half = float(t.ppf(0.5 + level / 2, dof)) * se
-    return {"diff": diff, "low": diff - half, "high": diff + half, "level": level}
+    diff, interval, _, _ = welch_interval(b, a, confidence=level)
+    return {"diff": diff, "low": interval.low, "high": interval.high, "level": level}
 
 
 def _values(runs: Sequence[Mapping[str, Any]], metric: str) -> list[float]:
