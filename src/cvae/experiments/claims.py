@@ -35,7 +35,7 @@ import numpy as np
 from cvae.errors import ConfigError
 from cvae.evaluation.options import EvalConfig
 from cvae.experiments import report as rp
-from cvae.experiments.results import format_value
+from cvae.experiments.results import format_value, mean_or_none, sample_std
 
 SUPPORTED: Final = "supported"
 CONTRADICTED: Final = "contradicted"
@@ -211,11 +211,11 @@ class ArmResult:
 
     @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
+        return mean_or_none(self.values)
 
     @property
     def std(self) -> float | None:
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        return sample_std(self.values)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,16 @@ def metric_entry(data: Mapping[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
+def mean_or_none(values: Sequence[float]) -> float | None:
+    """Mean of ``values``; None when empty."""
+    return statistics.fmean(values) if values else None
+
+
+def sample_std(values: Sequence[float]) -> float | None:
+    """Sample standard deviation (n-1); None below two values."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
 @dataclass
 class Aggregate:
     """One metric over one or more runs: ``values`` (one per run that has a finite one), the
@@ -66,12 +76,12 @@ class Aggregate:
 
     @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
+        return mean_or_none(self.values)
 
     @property
     def std(self) -> float | None:
         """Sample standard deviation (n-1) over the runs; None below two values."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        return sample_std(self.values)
 
 
 def measure(data: Mapping[str, Any], metric: str) -> Aggregate:
