@@ -155,6 +155,42 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
+def test_ctrl_c_during_a_checkpoint_write_stops_after_it_with_the_new_file(tmp_path, monkeypatch):
+    """An interrupt raised inside torch.save's writer breaks it (CI saw "unexpected pos"): the
+    signal is held back until the new checkpoint is in place, then raised."""
+    import cvae.training.checkpoint as checkpoint
+
+    path = tmp_path / "c.pt"
+    save_checkpoint({"a": torch.ones(2)}, path)
+    real_save = torch.save
+
+    def save_while_interrupted(obj, f):
+        signal.raise_signal(signal.SIGINT)
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_while_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"a": torch.zeros(2)}, path)
+    assert torch.equal(load_checkpoint(path)["a"], torch.zeros(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_held_signals_keep_an_ignored_signal_ignored_and_restore_handlers():
+    from cvae.interrupts import held_signals
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with held_signals():
+            signal.raise_signal(signal.SIGINT)  # ignored: nothing is raised after the block
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(KeyboardInterrupt), held_signals():
+        signal.raise_signal(signal.SIGINT)
+        done = True  # the block runs to its end
+    assert done and signal.getsignal(signal.SIGINT) is previous
+
+
 def test_training_is_deterministic_and_learns(tmp_path):
     """Two identical runs log identical losses; the held-out reconstruction error ends far below
     that of the network built untrained (measured ratio 0.47) and val_recon falls (0.101 ->

@@ -234,18 +234,11 @@ def _train_config(args: argparse.Namespace):  # -> RunConfig
 
 def _import_train():  # -> cvae.training.train
     """Import the training stack with Ctrl-C (and SIGTERM) held back until the import is
-    complete: an import of torch or numpy interrupted halfway breaks the next one. A signal
-    caught meanwhile is raised after it."""
-    caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, _: caught.append(signum)) for s in held}
-    try:
+    complete: an import of torch or numpy interrupted halfway breaks the next one."""
+    from cvae.interrupts import held_signals
+
+    with held_signals():
         from cvae.training import train
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if caught:
-        raise KeyboardInterrupt
     return train
 
 

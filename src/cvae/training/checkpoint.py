@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import torch
 
 from cvae.errors import CvaeError, TrainingDiverged, one_line
+from cvae.interrupts import held_signals
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 """A run's checkpoint, relative to its directory."""
@@ -32,23 +33,26 @@ def save_checkpoint(payload: dict[str, Any], path: Path) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file in the same folder, fsync, rename).
 
     A write error (a full disk) leaves the previous file and raises a CvaeError naming ``path``.
+    Ctrl-C or SIGTERM during the write is delivered once the new file is in place (torch's writer
+    calls back into Python, and an exception raised there breaks it instead of stopping it).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise CvaeError(
-            f"{path}: cannot write checkpoint ({err.strerror or err}); the previous one is kept"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with held_signals():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            Path(tmp).unlink(missing_ok=True)
+            raise CvaeError(
+                f"{path}: cannot write checkpoint ({err.strerror or err}); the previous one is kept"
+            ) from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
