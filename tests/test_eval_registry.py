@@ -103,9 +103,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_unlabeled_evaluation_marks_the_probes_unavailable_in_one_note(trained):
-    from cvae import config as C
-
-    data = data_from_config(C.from_dict(C.load_yaml(trained / "config.yaml")))
+    data = data_from_config_of(trained)
     bare = DataSplits(
         data.name, *(ImageDataset(s.images) for s in (data.train, data.val, data.test))
     )
@@ -161,3 +159,30 @@ def test_knn_at_k20_and_k200_states_the_clipping(trained):
     line = f"knn_weighted_cosine: {big['clipped_reason']}: k={big['k_used']} used"
     assert line in notes and not any(n.startswith("knn_weighted_cosine_k20:") for n in notes)
     assert m["knn_uniform_euclidean"]["protocol"]["k_used"] == big["k_used"]
+
+
+def test_split_val_scores_the_validation_split_and_says_so(trained, tmp_path, capsys):
+    """Settings are selected on val (``--split val``): every metric scores the val split and
+    metrics.json says which; a run without a val split is refused in one line."""
+    n_val = len(data_from_config_of(trained).val)
+    result = evaluate(trained, split="val", embedding="none", iwae_k=0, fid_n=0, linear_epochs=0)
+    assert result["eval_split"] == {"name": "val", "n": n_val} and n_val > 0
+    protocol = result["metrics"]["logreg_standard"]["protocol"]
+    assert "score on val split" in json.dumps(protocol)
+    test = evaluate(trained, embedding="none", iwae_k=0, fid_n=0, linear_epochs=0)
+    assert test["eval_split"]["name"] == "test" and test["eval_split"]["n"] != n_val
+
+    run = tmp_path / "no-val"
+    argv = ["train", "--method", "vae", *TINY, "--set", "data.val_fraction=0", "--out", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "val", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"cvae: error: {run}: --split val, but the run has no val split"
+    )
+
+
+def data_from_config_of(run: Path) -> DataSplits:
+    from cvae import config as C
+
+    return data_from_config(C.from_dict(C.load_yaml(run / "config.yaml")))

@@ -48,8 +48,8 @@ def evaluate(
     """Evaluate the last checkpoint of ``run_dir``; writes ``metrics.json`` and ``figures/``.
 
     ``config`` (default :class:`EvalConfig`), with ``options`` (its field names) replaced, says
-    what to compute; it is checked before any work (one-line :class:`CvaeError`). Collapse and
-    likelihood metrics use the evaluation split (test, else val). Every metric carries its
+    what to compute; it is checked before any work (one-line :class:`CvaeError`). Every metric
+    scores the evaluation split (``config.split``: test, else val; or val) and carries its
     wall-clock ``seconds``; one the options turn off is left out, one whose needs are unmet
     (labels, a stochastic posterior, ...) has ``value`` None and an ``unavailable`` reason; both
     are named in ``notes``.
@@ -73,6 +73,8 @@ def evaluate(
         run = load(run_dir, device=cfg.device)
         tracking.check_recorded(run.run_dir)  # a tracked run needs its backends: checked first
         splits, provenance, notes = _eval_data(run, data)
+        if cfg.split == "val" and len(splits.val) == 0:
+            raise CvaeError(f"{run.run_dir}: --split val, but the run has no val split")
         feature, source = choose_feature(run, cfg)
         ctx = EvalContext(run, cfg, splits, feature, Notes(notes))
     out = _MetricsFile(run.run_dir / "metrics.json", _header(ctx, provenance, source), ctx.notes)

@@ -18,6 +18,7 @@ from cvae.errors import CvaeError
 
 Embedding = Literal["umap", "tsne", "both", "none"]
 Feature = Literal["auto", "mu", "h"]
+EvalSplit = Literal["test", "val"]
 MAX_SEED = 2**32 - 1  # scikit-learn's random_state range
 
 
@@ -62,6 +63,11 @@ class EvalConfig:
     fid_n: int = _opt(10_000, "prior samples vs test images for FID (0: skip)", low=0)
     fid_weights: Path | None = _opt(None, "Inception-v3 FID weights (pt_inception-2015-12-05)")
     fid_dims: Literal[64, 2048] = _opt(2048, "Inception feature size (BTVAE paper: 64)")
+    split: EvalSplit = _opt(
+        "test",
+        "the evaluation split the metrics score: test (val when the data has no test split), or "
+        "val, to select settings without looking at test",
+    )
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(EvalConfig)

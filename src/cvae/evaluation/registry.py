@@ -135,13 +135,15 @@ class EvalContext:
 
     @property
     def eval_name(self) -> str:
-        """The evaluation split: test, else val."""
-        return "test" if self.data.test is not None else "val"
+        """The evaluation split: val when asked for (``split``) or when there is no test split,
+        else test."""
+        return "test" if self.config.split == "test" and self.data.test is not None else "val"
 
     @property
     def eval_split(self) -> ImageDataset:
-        test = self.data.test
-        return self.data.val if test is None else test
+        split = self.data.test if self.eval_name == "test" else self.data.val
+        assert split is not None  # evaluate() refuses a val split that is absent
+        return split
 
     @property
     def seed(self) -> int:
