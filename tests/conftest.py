@@ -9,6 +9,7 @@ one thread (``OMP_NUM_THREADS=1`` for subprocesses) unless a test asks for more.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,12 @@ def _seed_and_threads() -> Iterator[None]:
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[None]:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt, as in a terminal, also where the test runner
+    ignores SIGINT (CI runs `.ci/run` as a background job, and children inherit that)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

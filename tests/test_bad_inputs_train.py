@@ -330,7 +330,7 @@ def test_ctrl_c_of_a_resumed_run_says_how_to_resume(capsys, run, monkeypatch):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_during_the_import_of_torch_waits_for_the_import(
-    capsys, tmp_path, monkeypatch, signum
+    capsys, tmp_path, monkeypatch, signum, ctrl_c
 ):
     """An import interrupted halfway leaves torch or numpy half-initialised; the interrupt (Ctrl-C
     or a `kill`) is held back until the import is complete, then reported as one line."""

@@ -155,7 +155,9 @@ def test_atomic_save_leaves_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-def test_ctrl_c_during_a_checkpoint_write_stops_after_it_with_the_new_file(tmp_path, monkeypatch):
+def test_ctrl_c_during_a_checkpoint_write_stops_after_it_with_the_new_file(
+    tmp_path, monkeypatch, ctrl_c
+):
     """An interrupt raised inside torch.save's writer breaks it (CI saw "unexpected pos"): the
     signal is held back until the new checkpoint is in place, then raised."""
     import cvae.training.checkpoint as checkpoint
@@ -175,7 +177,7 @@ def test_ctrl_c_during_a_checkpoint_write_stops_after_it_with_the_new_file(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
 
-def test_held_signals_keep_an_ignored_signal_ignored_and_restore_handlers():
+def test_held_signals_keep_an_ignored_signal_ignored_and_restore_handlers(ctrl_c):
     from cvae.interrupts import held_signals
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
