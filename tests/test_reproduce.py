@@ -14,7 +14,7 @@ from cvae.cli import main
 from cvae.errors import ConfigError
 from cvae.experiments import reproduce as R
 from cvae.experiments.papers import PAPERS, paper_number
-from cvae.experiments.results import Aggregate, aggregate, format_aggregate
+from cvae.experiments.results import Aggregate, aggregate, combine, format_aggregate
 from cvae.experiments.sweep import SweepRun
 from cvae.experiments.verdict import DIFFERS, REPRODUCED, judge, standard_error
 
@@ -181,6 +181,16 @@ def test_verdict_not_comparable_reasons_and_tolerance_floor():
     near = judge(bt, _agg([0.30], protocol={"dims": 64}), target_epochs=50)
     assert (near.status, near.detail) == (REPRODUCED, "+0.0162, tolerance 0.02838")
     assert judge(bt, _agg([0.32], protocol={"dims": 64}), target_epochs=50).status == DIFFERS
+
+
+def test_a_val_split_number_is_never_judged_against_a_paper_test_number():
+    """Settings selected with `cvae eval --split val` get no verdict against the paper."""
+    kl = paper_number(C.load_preset("crvae-mnist"), "kl")
+    test, val = Aggregate([17.0], split="test", epochs=50), Aggregate([17.0], split="val", epochs=50)
+    assert judge(kl, test, target_epochs=50).status != "not comparable"
+    assert judge(kl, combine([test, val]), target_epochs=50).text == (
+        "not comparable (split: ours scored the val split, the paper its test split)"
+    )
 
 
 def _fake_run_jobs(values):

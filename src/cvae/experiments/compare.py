@@ -28,7 +28,7 @@ from cvae.experiments.paper import PaperNumber
 from cvae.experiments.papers import candidates, condition_mismatches
 from cvae.experiments.results import (
     METRICS_FILE,
-    Aggregate,
+    combine,
     format_value,
     is_number,
     measure,
@@ -338,14 +338,8 @@ def _judged(
     entry = next(iter(matching or found), None)
     if entry is None:
         return None, None
-    parts = [measure(r["data"], metric) for r in runs]
-    epochs = [a.epochs for a in parts if a.epochs is not None]
-    ours = Aggregate(
-        values=[v for a in parts for v in a.values],
-        unit=parts[0].unit,
-        protocol=next((a.protocol for a in parts if a.values), {}),
-        epochs=min(epochs) if epochs else None,
-    )  # no reason: the cell shows why a value is missing
+    # no reasons: the cell shows why a value is missing
+    ours = combine([measure(r["data"], metric) for r in runs], reasons=False)
     verdict = judge(
         entry,
         ours,

@@ -66,13 +66,15 @@ def sample_std(values: Sequence[float]) -> float | None:
 class Aggregate:
     """One metric over one or more runs: ``values`` (one per run that has a finite one), the
     ``unit``, the ``protocol`` (first run with a value), ``epochs`` trained (fewest over the
-    runs) and why a value is missing (``reason``)."""
+    runs), why a value is missing (``reason``) and the evaluation ``split`` (``"val"`` when any
+    run scored the val split; None when the files do not say)."""
 
     values: list[float] = field(default_factory=list)
     unit: str = ""
     protocol: dict[str, Any] = field(default_factory=dict)
     epochs: int | None = None
     reason: str | None = None
+    split: str | None = None
 
     @property
     def mean(self) -> float | None:
@@ -88,7 +90,12 @@ def measure(data: Mapping[str, Any], metric: str) -> Aggregate:
     """``metric`` of one run's ``metrics.json`` (``data``)."""
     epoch = data.get("checkpoint_epoch")
     m = metric_entry(data, metric)
-    agg = Aggregate(unit=m["unit"], epochs=epoch if isinstance(epoch, int) else None)
+    split = data.get("eval_split")
+    agg = Aggregate(
+        unit=m["unit"],
+        epochs=epoch if isinstance(epoch, int) else None,
+        split=split.get("name") if isinstance(split, Mapping) else None,
+    )
     value = m["value"]
     if is_number(value) and math.isfinite(value):
         agg.values, agg.protocol = [float(value)], m["protocol"]
@@ -108,14 +115,23 @@ def aggregate(run_dirs: Sequence[Path], metric: str) -> Aggregate:
             parts.append(measure(read_metrics_json(path), metric))
         else:
             parts.append(Aggregate(reason="not evaluated yet"))
+    return combine(parts)
+
+
+def combine(parts: Sequence[Aggregate], reasons: bool = True) -> Aggregate:
+    """One :class:`Aggregate` of several runs' (``reasons``: keep why values are missing)."""
     epochs = [a.epochs for a in parts if a.epochs is not None]
     with_values = [a for a in parts if a.values]
+    splits = {a.split for a in parts if a.split is not None}
     return Aggregate(
         values=[v for a in parts for v in a.values],
         unit=next((a.unit for a in with_values if a.unit), ""),
         protocol=with_values[0].protocol if with_values else {},
         epochs=min(epochs) if epochs else None,
-        reason="; ".join(dict.fromkeys(a.reason for a in parts if a.reason)) or None,
+        reason=("; ".join(dict.fromkeys(a.reason for a in parts if a.reason)) or None)
+        if reasons
+        else None,
+        split="val" if "val" in splits else next(iter(splits), None),
     )
 
 

@@ -15,9 +15,9 @@ record ``n_test``.
 **Within noise** means ``|m - p| <= max(2 sqrt(s_paper^2 + se_ours^2), tolerance)``: the gap is at
 most two combined standard deviations, or below the paper number's absolute ``tolerance`` floor
 (BTVAE's FID). Before that test, a number is **not comparable** when the run's config differs
-from the paper's conditions, it has no value, it trained less than the paper's epochs (or on a
-fraction of the train set), the paper number carries a caveat, or our metric's protocol lacks an
-entry the paper's requires.
+from the paper's conditions, it has no value, it scored the val split (the papers report test
+numbers), it trained less than the paper's epochs (or on a fraction of the train set), the paper
+number carries a caveat, or our metric's protocol lacks an entry the paper's requires.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def judge(
     mean = ours.mean
     if mean is None:
         return Verdict(NOT_COMPARABLE, f"no value: {ours.reason}" if ours.reason else "no value")
+    if ours.split == "val":
+        return Verdict(NOT_COMPARABLE, "split: ours scored the val split, the paper its test split")
     budget = _short_budget(ours.epochs, target_epochs, fraction)
     if budget:
         return Verdict(NOT_COMPARABLE, budget)
