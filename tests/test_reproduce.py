@@ -186,7 +186,8 @@ def test_verdict_not_comparable_reasons_and_tolerance_floor():
 def test_a_val_split_number_is_never_judged_against_a_paper_test_number():
     """Settings selected with `cvae eval --split val` get no verdict against the paper."""
     kl = paper_number(C.load_preset("crvae-mnist"), "kl")
-    test, val = Aggregate([17.0], split="test", epochs=50), Aggregate([17.0], split="val", epochs=50)
+    test = Aggregate([17.0], epochs=50, split="test")
+    val = Aggregate([17.0], epochs=50, split="val")
     assert judge(kl, test, target_epochs=50).status != "not comparable"
     assert judge(kl, combine([test, val]), target_epochs=50).text == (
         "not comparable (split: ours scored the val split, the paper its test split)"

@@ -113,17 +113,23 @@ _PROBES = (
 )
 
 
-def _claim(dataset: str, name: str, betas: tuple[float, float], **kw: Any) -> Claim:
+def _claim(
+    dataset: str, name: str, betas: tuple[float, float], tuned: Arm | None = None, **kw: Any
+) -> Claim:
     """VAE vs CVAE, with a VAE trained on the CVAE's first views (same beta as the CVAE) as the
-    control that isolates the NT-Xent term from the augmentation."""
+    control that isolates the NT-Xent term from the augmentation. ``tuned``: a CVAE arm whose
+    settings were selected on a validation split; the contrasts then test it, and the paper's
+    CVAE arm is shown beside it."""
     vae_beta, cvae_beta = betas
     views = "cvae-mnist" if dataset == "mnist" else "cvae-cifar"
     paper = {"VAE": _cell(dataset, "VAE"), "CVAE": _cell(dataset, "CVAE")}
+    treatment = "CVAE" if tuned is None else tuned.label
+    where = "" if tuned is None else f" at settings selected on a validation split ({tuned.preset})"
     return Claim(
         paper=PAPER.name,
         name=name,
-        statement="the NT-Xent term makes mu more linearly separable than (a) the VAE and (b) a "
-        f"VAE trained on the same augmented views ({dataset}, Table 1)",
+        statement=f"the NT-Xent term{where} makes mu more linearly separable than (a) the VAE and "
+        f"(b) a VAE trained on the same augmented views ({dataset}, Table 1)",
         arms=(
             Arm(
                 "VAE",
@@ -144,8 +150,9 @@ def _claim(dataset: str, name: str, betas: tuple[float, float], **kw: Any) -> Cl
                 {"loss.terms.kl.weight": cvae_beta},
                 "lambda 0.1 NT-Xent between projections of two views",
             ),
+            *(() if tuned is None else (tuned,)),
         ),  # fmt: skip
-        contrasts=(("CVAE", "VAE"), ("CVAE", "VAE+views")),
+        contrasts=((treatment, "VAE"), (treatment, "VAE+views")),
         metrics=(
             ClaimMetric(
                 "logreg_paper",
@@ -166,29 +173,43 @@ def _cell(dataset: str, model: str) -> str:
     return next(t for d, m, _, _, t in _TABLE1 if d == dataset and m == model)
 
 
+TUNING = "reproductions/cvae-mnist-tuning"
+"""The committed validation sweep that chose ``cvae-mnist-tuned``."""
+
+_MNIST_CPU = ClaimBudget(
+    {
+        "train.epochs": 5,
+        "train.epoch_fraction": 0.17,
+        "data.val_fraction": 0.02,
+        "train.lr": 1e-3,
+        "train.tensorboard": False,
+    },
+    "5 epochs, each a seeded 17% (10,000 images) of the 58,800-image train split (val 2%), Adam "
+    "lr 1e-3 instead of the paper's 1e-4 (700 epochs) to make up for the short schedule; the "
+    "probes fit on the 58,800 train images' mu and score on the 10,000 MNIST test images "
+    "(logreg_paper: inside the test set, 80/20); --jobs 2",
+    designed_minutes=40,
+)
+
 CLAIMS = (
+    _claim("mnist", "mnist", (1e-3, 1e-3), budgets={"cpu": _MNIST_CPU}),
     _claim(
         "mnist",
-        "mnist",
+        "mnist-tuned",
         (1e-3, 1e-3),
-        budgets={
-            "cpu": ClaimBudget(
-                {
-                    "train.epochs": 5,
-                    "train.epoch_fraction": 0.17,
-                    "data.val_fraction": 0.02,
-                    "train.lr": 1e-3,
-                    "train.tensorboard": False,
-                },
-                "5 epochs, each a seeded 17% (10,000 images) of the 58,800-image train split "
-                "(val 2%), Adam lr 1e-3 instead of the paper's 1e-4 (700 epochs) to make up for "
-                "the short schedule; the probes fit on the 58,800 train images' mu and score on "
-                "the 10,000 MNIST test images (logreg_paper: inside the test set, 80/20); "
-                "--jobs 2",
-                designed_minutes=40,
-            )
-        },
-    ),  # fmt: skip
+        Arm(
+            "CVAE-tuned",
+            "cvae-mnist-tuned",
+            description="lambda 3e-4, tau 0.1: the NT-Xent settings with the best mean "
+            "validation accuracy of 12 (sweep in " + TUNING + ")",
+        ),
+        budgets={"cpu": _MNIST_CPU},
+        notes=(
+            "cvae-mnist-tuned was selected on the validation split only (`cvae eval --split "
+            "val`, 3 seeds per setting, this budget); this check scores it once on the test "
+            "split. The paper's CVAE arm (lambda 0.1) is shown beside it, not tested.",
+        ),
+    ),
     _claim(
         "cifar10",
         "cifar10",
