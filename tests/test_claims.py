@@ -220,4 +220,7 @@ def test_run_claim_trains_evaluates_judges_and_resumes(tmp_path):
     again, _ = run(echo=lines.append)
     assert not any("start" in line or "claim metrics" in line for line in lines)
     assert again.arms == result.arms
+    first, second = again.invocation_seconds  # the first invocation's time is kept
+    assert first == round(result.invocation_seconds[0], 1) and second < first
+    assert " in 2 invocations (" in again.provenance["wall time"]
     assert paths["html"].endswith("report.html")

@@ -283,6 +283,8 @@ class ClaimResult:
     contrasts: list[ContrastResult]
     provenance: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    invocation_seconds: list[float] = field(default_factory=list)
+    """Wall seconds of each invocation that wrote the report, this one last."""
 
     @property
     def primary(self) -> list[ContrastResult]:
