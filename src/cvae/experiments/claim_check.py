@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -186,12 +187,19 @@ def _check_data(
             raise ConfigError(missing_message(name, root))
 
 
+_OLD_WALL = re.compile(r"([0-9.]+) min \(this invocation")
+"""The wall time a claim.json written before ``invocation_seconds`` existed gives as text."""
+
+
 def _earlier_seconds(out: Path) -> list[float]:
     """``invocation_seconds`` of the claim.json an earlier invocation wrote into ``out``."""
     try:
-        earlier = json.loads((out / "claim.json").read_text()).get("invocation_seconds", [])
-        return [float(s) for s in earlier]
-    except (OSError, ValueError, TypeError, AttributeError):
+        data = json.loads((out / "claim.json").read_text())
+        if "invocation_seconds" in data:
+            return [float(s) for s in data["invocation_seconds"]]
+        old = _OLD_WALL.match(data["provenance"]["wall time"])
+        return [] if old is None else [float(old.group(1)) * 60]
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return []
 
 

@@ -145,16 +145,16 @@ def _claim(dataset: str, budget: ClaimBudget, **kw: Any) -> Claim:
 CLAIMS = (
     _claim("mnist", ClaimBudget(
         {"train.epochs": 3, "train.epoch_fraction": 0.1, "train.tensorboard": False},
-        "3 epochs, each a seeded 10% (5,400 images) of the train split; FID of 2,000 prior "
-        "samples against 2,000 test images; not timed yet",
+        "3 epochs, each a seeded 10% (5,400 images) of the 54,000-image train split; FID of "
+        "2,000 prior samples against 2,000 test images",
         EvalConfig(embedding="none", fid_n=2000, fid_dims=64),
     )),
     _claim("cifar10", ClaimBudget(
         {"data.dataset": "folder", "data.val_fraction": 0.1, "train.epochs": 3,
          "train.epoch_fraction": 0.1, "train.tensorboard": False},
-        "3 epochs, each a seeded 10% (4,500 images) of the 45,000-image train part of the "
+        "3 epochs, each a seeded 10% (4,050 images) of the 40,500-image train split of the "
         "CIFAR-10 training JPEGs; FID of 2,000 prior samples against 2,000 images of the seeded "
-        "held-out 10% (no official test split available); not timed yet",
+        "held-out 10% (no official test split available)",
         EvalConfig(embedding="none", fid_n=2000, fid_dims=64),
     ), data_folder="cifar10-train"),
 )  # fmt: skip

@@ -217,8 +217,8 @@ CLAIMS = (
         data_folder="cifar10-train",
         notes=(
             "CIFAR-10 is read from the 50,000 training JPEGs as an image folder (no official "
-            "test split available): the claim is evaluated on a seeded held-out 10% "
-            "(data.split_seed 0), the probes fit on the other 90%.",
+            "test split available): the claim is evaluated on a seeded held-out 10% (5,000 "
+            "images, data.split_seed 0); the probes fit on the 40,500-image train split.",
             "The paper's VAE uses beta 1e-3 and its CVAE beta 1e-2 (Table 1); the VAE+views "
             "control uses the CVAE's beta, so contrast (b) isolates the NT-Xent term.",
         ),
@@ -232,10 +232,9 @@ CLAIMS = (
                     "train.lr": 1e-3,
                     "train.tensorboard": False,
                 },
-                "6 epochs, each a seeded 20% (9,000 images) of the 45,000-image train part, "
+                "6 epochs, each a seeded 20% (8,100 images) of the 40,500-image train split, "
                 "Adam lr 1e-3 instead of the paper's 1e-4 (2000 epochs); evaluated on the "
-                "seeded held-out 5,000 images; designed for about an hour on 2 cores, not "
-                "timed yet",
+                "seeded held-out 5,000 images",
             )
         },
     ),  # fmt: skip
