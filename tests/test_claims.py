@@ -220,8 +220,8 @@ def test_run_claim_trains_evaluates_judges_and_resumes(tmp_path):
     again, _ = run(echo=lines.append)
     assert not any("start" in line or "claim metrics" in line for line in lines)
     assert again.arms == result.arms
-    first, second = again.invocation_seconds  # the first invocation's time is kept
-    assert first == round(result.invocation_seconds[0], 1) and second < first
+    assert len(again.invocation_seconds) == 2  # the first invocation's time is kept
+    assert again.invocation_seconds[0] == round(result.invocation_seconds[0], 1)
     assert " in 2 invocations (" in again.provenance["wall time"]
     assert paths["html"].endswith("report.html")
 
