@@ -97,6 +97,17 @@ PAPER = Paper(
 _LAMBDAS = (0.025, 0.25)
 
 
+_OWN_ORDER = {
+    "mnist": (
+        "The paper's own MNIST column does not show the claim: its VAE has the lowest FID "
+        "(0.0187; lambda 0.025: 0.03245, 0.25: 0.03286, best BTVAE -2.5e-4: 0.01939). The claim "
+        "rests on CIFAR-10 (0.3465 -> 0.2235 at lambda 0.25) and CelebA (1.173 -> 0.9283). On "
+        "MNIST this check asks whether our ordering agrees with the paper's.",
+    ),
+}
+"""Where a paper's own table does not show its claim for a dataset, said in the report."""
+
+
 def _claim(dataset: str, budget: ClaimBudget, **kw: Any) -> Claim:
     """VAE (lambda 0) against BTVAE at the paper's best lambdas, on FID of prior samples."""
     col = _DATASETS.index(dataset) + 1
@@ -133,6 +144,7 @@ def _claim(dataset: str, budget: ClaimBudget, **kw: Any) -> Claim:
         seeds=(0, 1, 2),
         budgets={"cpu": budget},
         notes=(
+            *_OWN_ORDER.get(dataset, ()),
             "Earlier measurement (tests/test_methods_more.py, slow tier; 5 seeds, 10 epochs, "
             "4,000 MNIST images): the kNN accuracy gain over the untrained encoder is -0.077 "
             "(se 0.038, 95% CI [-0.182, +0.028]) for the BTVAE and +0.232 (se 0.025) for the "
