@@ -226,19 +226,21 @@ def test_run_claim_trains_evaluates_judges_and_resumes(tmp_path):
     assert paths["html"].endswith("report.html")
 
 
-def test_earlier_invocations_wall_time_is_read_from_claim_json(tmp_path):
-    """A re-run adds its time to the earlier invocations' (claim.json), also to a file written
-    before invocation_seconds existed; an unreadable file counts as none."""
-    from cvae.experiments.claim_check import _earlier_seconds, provenance
+def test_earlier_invocations_wall_time_and_commit_are_read_from_claim_json(tmp_path):
+    """A re-run adds its time to the earlier invocations' (claim.json) and keeps the commit that
+    trained, also from a file written before invocation_seconds existed; an unreadable file
+    counts as none."""
+    from cvae.experiments.claim_check import _earlier, provenance
 
     path = tmp_path / "claim.json"
-    path.write_text(json.dumps({"invocation_seconds": [300.0, 2.5]}))
-    assert _earlier_seconds(tmp_path) == [300.0, 2.5]
+    new = {"invocation_seconds": [300.0, 2.5], "provenance": {"commit": "abc (runs trained...)"}}
+    path.write_text(json.dumps(new))
+    assert _earlier(tmp_path) == ([300.0, 2.5], "abc")
     old = "27.9 min (this invocation; runs finished earlier are not retrained)"
-    path.write_text(json.dumps({"provenance": {"wall time": old}}))
-    assert _earlier_seconds(tmp_path) == [pytest.approx(27.9 * 60)]
+    path.write_text(json.dumps({"provenance": {"wall time": old, "commit": "def"}}))
+    assert _earlier(tmp_path) == ([pytest.approx(27.9 * 60)], "def")
     path.write_text("{not json")
-    assert _earlier_seconds(tmp_path) == []
+    assert _earlier(tmp_path) == ([], None)
     assert provenance(None, [300.0], [], "abc")["wall time"] == "5.0 min"
     assert provenance(None, [300.0, 6.0], [], "abc")["wall time"] == (
         "5.1 min in 2 invocations (5.0 + 0.1 min; a re-run retrains nothing finished)"

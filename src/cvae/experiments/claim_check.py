@@ -164,7 +164,10 @@ def run_claim(
                 values[m].setdefault(arm, {})[seed] = measure(data, m).mean
     result = judge_claim(claim, budget, values)
     result.failed = failed
-    result.invocation_seconds = [*_earlier_seconds(out), time.perf_counter() - t0]
+    seconds, first_commit = _earlier(out)
+    result.invocation_seconds = [*seconds, time.perf_counter() - t0]
+    if first_commit not in (None, commit):
+        commit = f"{first_commit} (runs trained and evaluated); report re-rendered at {commit}"
     result.provenance = provenance(command, result.invocation_seconds, planned, commit)
     paths = write_claim_report(result, out)
     echo(verdict_line(result))
@@ -191,16 +194,18 @@ _OLD_WALL = re.compile(r"([0-9.]+) min \(this invocation")
 """The wall time a claim.json written before ``invocation_seconds`` existed gives as text."""
 
 
-def _earlier_seconds(out: Path) -> list[float]:
-    """``invocation_seconds`` of the claim.json an earlier invocation wrote into ``out``."""
+def _earlier(out: Path) -> tuple[list[float], str | None]:
+    """The wall seconds of the invocations that wrote ``out/claim.json`` before this one, and
+    the commit of the first of them (the one that trained); none without a readable file."""
     try:
         data = json.loads((out / "claim.json").read_text())
+        commit = str(data["provenance"]["commit"]).split(" (")[0]
         if "invocation_seconds" in data:
-            return [float(s) for s in data["invocation_seconds"]]
+            return [float(s) for s in data["invocation_seconds"]], commit
         old = _OLD_WALL.match(data["provenance"]["wall time"])
-        return [] if old is None else [float(old.group(1)) * 60]
+        return ([] if old is None else [float(old.group(1)) * 60]), commit
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        return []
+        return [], None
 
 
 def provenance(
