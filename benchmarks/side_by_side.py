@@ -2,18 +2,22 @@
 
 For each thread count, ``--repeats`` rounds each run ours (the ``--preset`` configuration, one
 epoch through the trainer's own epoch loop) and then the reference (``peer_bench.py --dataset
-mnist --model cvae --epochs 1 --no-val --threads N``, see ../shared/peer/README.md), each in a
-fresh child process with the same thread count, so both see the same machine load. Printed per
-run: training time of the epoch (validation excluded on both sides; the reference's includes its
-DataLoader, which is part of how it trains), images/s (one image = one source image, i.e. one
-pair of views), and the child's peak RSS (``ru_maxrss`` of that process from ``wait4``); then a
-table of medians with the ratio reference/ours.
+D --model cvae --epochs 1 --no-val --threads N``, see ../shared/peer/README.md; D is the preset's
+dataset), each in a fresh child process with the same thread count, so both see the same machine
+load. Printed per run: training time of the epoch (validation excluded on both sides; the
+reference's includes its DataLoader with the notebook's workers, 0 for MNIST and 4 for CIFAR-10,
+which is part of how it trains), images/s (one image = one source image, i.e. one pair of views),
+and the child's peak RSS (``ru_maxrss`` of that process from ``wait4``); then a table of medians
+with the ratio of images/s, ours/reference (the batch sizes differ on CIFAR-10: 256 vs 128).
 
     python benchmarks/side_by_side.py --threads 1 2 --repeats 2
     python benchmarks/side_by_side.py --threads 1 --max-batches 50   # a quick partial epoch
 
 The reference needs ``PEER_MIRROR`` (a bare git clone of allx2100/contrastive-encoders) and
-``PEER_VENV`` (its own venv); without them only ours runs and one line says why.
+``PEER_VENV`` (its own venv); without them only ours runs and one line says why. CIFAR-10: the
+reference reads a pickle copy (``PEER_CIFAR``, written from the JPEG folder by
+``benchmarks/cifar_pickle.py``), ours the JPEG folder ``../shared/data/cifar10-train``: the same
+images.
 """
 
 from __future__ import annotations
@@ -32,9 +36,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 PEER_BENCH = SHARED / "peer" / "peer_bench.py"
 MNIST = SHARED / "data" / "mnist"
+CIFAR_FOLDER = SHARED / "data" / "cifar10-train"
 
 
-def peer_missing(bench: Path) -> str | None:
+def dataset_of(preset: str) -> str:
+    """The reference's ``--dataset`` for one of our presets."""
+    return "cifar10" if "cifar10" in preset else "mnist"
+
+
+def peer_missing(bench: Path, dataset: str) -> str | None:
     """Why the reference cannot run here (None when it can)."""
     venv, mirror = os.environ.get("PEER_VENV", ""), os.environ.get("PEER_MIRROR", "")
     if not bench.is_file():
@@ -43,6 +53,11 @@ def peer_missing(bench: Path) -> str | None:
         return "PEER_VENV is not set to a venv (see ../shared/peer/README.md)"
     if not mirror or not (Path(mirror) / "HEAD").exists():
         return "PEER_MIRROR is not set to a bare clone of allx2100/contrastive-encoders"
+    if (
+        dataset == "cifar10"
+        and not (Path(os.environ.get("PEER_CIFAR", "")) / "data_batch_1").exists()
+    ):
+        return "PEER_CIFAR is not set to a CIFAR-10 pickle copy (benchmarks/cifar_pickle.py)"
     return None
 
 
@@ -74,9 +89,9 @@ def ours(args: argparse.Namespace, threads: int) -> dict[str, float]:
 
 
 def reference(args: argparse.Namespace, threads: int) -> dict[str, float]:
-    argv = [f"{os.environ['PEER_VENV']}/bin/python", str(args.peer_bench), "--dataset", "mnist",
-            "--model", "cvae", "--epochs", "1", "--no-val", "--threads", str(threads),
-            "--num-workers", "0"]  # fmt: skip
+    argv = [f"{os.environ['PEER_VENV']}/bin/python", str(args.peer_bench), "--dataset",
+            dataset_of(args.preset), "--model", "cvae", "--epochs", "1", "--no-val", "--threads",
+            str(threads)]  # fmt: skip
     if args.max_batches:
         argv += ["--max-batches", str(args.max_batches)]
     out, rss = run_child(argv, {**os.environ, "PEER_BENCH_NO_REEXEC": "1"})
@@ -97,13 +112,16 @@ def child(args: argparse.Namespace) -> None:
         set_value(cfg, key, value)
     if cfg.data.dataset == "mnist" and MNIST.is_dir():
         set_value(cfg, "data.data_dir", str(MNIST))
+    if cfg.data.dataset == "cifar10" and CIFAR_FOLDER.is_dir():
+        set_value(cfg, "data.dataset", "folder")
+        set_value(cfg, "data.data_dir", str(CIFAR_FOLDER))
     data = trainer.data_from_config(cfg)
     with torch_threads(args.threads[0]), tempfile.TemporaryDirectory() as tmp:
         data, cfg = trainer._data_for_run(cfg, data, None, Path(tmp))
         if args.max_batches:
             full = len(data.train) // cfg.train.batch_size + 1
             set_value(cfg, "train.epoch_fraction", min(1.0, (args.max_batches + 0.5) / full))
-        ctx, device, _ = distributed.setup(torch.device("cpu"))
+        ctx, device, _ = distributed.setup(torch.device("cpu"), Path(tmp))
         loop = trainer._build(cfg, data, ctx, device, Path(tmp))
         t0 = time.perf_counter()
         trainer._train_epoch(loop, 0, 0, {}, None)
@@ -124,7 +142,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    missing = peer_missing(args.peer_bench)
+    missing = peer_missing(args.peer_bench, dataset_of(args.preset))
     if missing:
         print(f"reference skipped: {missing}; timing ours only", flush=True)
     sides = {"ours": ours} if missing else {"ours": ours, "reference": reference}
@@ -139,8 +157,9 @@ def main() -> None:
                       f"{res['images'] / res['train_s']:6.0f} images/s, "
                       f"peak RSS {res['peak_rss_mib']:.0f} MiB, load {os.getloadavg()[0]:.1f}",
                       flush=True)  # fmt: skip
-    print("\n| threads | ours s | reference s | ratio | ours images/s | reference images/s | "
-          "peak RSS ours / ref MiB |\n|---|---|---|---|---|---|---|")  # fmt: skip
+    print("\n| threads | ours s | reference s | ratio (images/s) | ours images/s | "
+          "reference images/s | peak RSS ours / ref MiB |\n"
+          "|---|---|---|---|---|---|---|")  # fmt: skip
     for threads in args.threads:
         med = {side: _medians(results[(side, threads)]) for side in sides}
         o, ref = med["ours"], med.get("reference")
@@ -153,7 +172,7 @@ def main() -> None:
             f"{o['peak_rss_mib']:.0f} / -",
         ]
         if ref:
-            row[1:3] = [f"{ref['train_s']:.1f}", f"{ref['train_s'] / o['train_s']:.2f}x"]
+            row[1:3] = [f"{ref['train_s']:.1f}", f"{o['ips'] / ref['ips']:.2f}x"]
             row[4:6] = [f"{ref['ips']:.0f}", f"{o['peak_rss_mib']:.0f} / {ref['peak_rss_mib']:.0f}"]
         print(f"| {threads} | " + " | ".join(row) + " |")
 

@@ -22,6 +22,7 @@ import resource
 import socket
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -47,7 +48,7 @@ def bench(name: str, device: torch.device, steps: int, precision: str) -> dict[s
     preset, shape = CONFIGS[name]
     cfg = resolve(load_preset(preset), shape)
     bs = cfg.train.batch_size
-    ctx, device, _ = distributed.setup(device)
+    ctx, device, _ = distributed.setup(device, Path(__file__).resolve().parent)
     torch.manual_seed(0)
     method = place(build_method(cfg, shape), device)
     ddp = distributed.wrap(method, device, sync_batchnorm=False) if ctx.active else None

@@ -1,0 +1,67 @@
+"""The benchmark scripts still run against today's code (they are not imported by the package,
+so nothing else would notice an API change under them), and the CIFAR-10 pickle writer writes
+what the canonical loaders read."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvae.data.cifar import safe_unpickle
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+
+def _run(*argv: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for key in ("PEER_VENV", "PEER_MIRROR", "PEER_CIFAR"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_cifar_pickle_writes_the_canonical_batches(tmp_path: Path) -> None:
+    folder = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for name in ("cat", "airplane"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            img = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(img).save(folder / name / f"{i}.png")  # lossless: exact pixels
+            (folder / name / f"{i}.png").rename(folder / name / f"{i}.jpg")
+            pixels[(name, i)] = img
+    _run(str(BENCH / "cifar_pickle.py"), "--folder", str(folder), "--out", str(tmp_path / "out"))
+    batch = safe_unpickle(tmp_path / "out" / "data_batch_1")
+    assert isinstance(batch, dict)
+    data, labels = batch[b"data"], batch[b"labels"]
+    assert data.shape == (6, 3072) and data.dtype == np.uint8
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1]  # classes sorted: airplane 0, cat 1
+    want = {img.transpose(2, 0, 1).tobytes() for img in pixels.values()}  # CHW rows
+    assert {row.tobytes() for row in data} == want
+    with open(tmp_path / "out" / "batches.meta", "rb") as f:
+        assert pickle.load(f)[b"label_names"] == [b"airplane", b"cat"]
+
+
+@pytest.mark.integration
+def test_benchmark_scripts_run(mnist_dir: Path, tmp_path: Path) -> None:
+    out = _run(str(BENCH / "side_by_side.py"), "--threads", "1", "--repeats", "1",
+               "--max-batches", "2")  # fmt: skip
+    assert "reference skipped: PEER_VENV" in out and "| 1 |" in out
+    out = _run(str(BENCH / "train_throughput.py"), "--threads", "1", "--steps", "1")
+    assert "| mnist CVAE | 128 |" in out
+    out = _run(str(BENCH / "step_flops.py"), "--threads", "1", "--steps", "1", "--matmul", "64",
+               "--presets", "cvae-mnist-paper")  # fmt: skip
+    assert "| cvae-mnist-paper | 128 | 217 |" in out
+    out = _run(str(BENCH / "memmap_rss.py"), "--sizes", "500", "--dir", str(tmp_path / "mm"))
+    assert "memmap" in out
