@@ -161,6 +161,16 @@ _CPU = ClaimBudget(
     "Adam epochs; evaluated on the 10,000 test images",
     EvalConfig(embedding="none", linear_epochs=50),
 )
+_COLLAPSE_METRICS = (
+    _claim_metric("active_units", "active units (Cov_x E[z|x] > 0.01)"),
+    _claim_metric("mutual_information_batch", "I(x; z), aggregate posterior over batches of 256"),
+    _claim_metric("knn_weighted_cosine", "weighted-cosine kNN on mu"),
+)
+_WEAK_RECON = {"loss.terms.recon.weight": 0.05}
+WEAK_RECON_GAMMA = 100.0
+WEAK_RECON_TUNING = "reproductions/crvae-mnist-weak-recon-tuning"
+"""The committed validation scan that chose the InfoNCE weight of the weak-reconstruction arm."""
+
 CLAIMS = (
     Claim(
         paper=PAPER.name,
@@ -170,13 +180,7 @@ CLAIMS = (
         "higher kNN accuracy (Table III)",
         arms=_ARMS,
         contrasts=(("CR-VAE", "VAE"),),
-        metrics=(
-            _claim_metric("active_units", "active units (Cov_x E[z|x] > 0.01)"),
-            _claim_metric(
-                "mutual_information_batch", "I(x; z), aggregate posterior over batches of 256"
-            ),
-            _claim_metric("knn_weighted_cosine", "weighted-cosine kNN on mu"),
-        ),
+        metrics=_COLLAPSE_METRICS,
         seeds=(101, 202, 303),
         budgets={"cpu": _CPU},
         notes=(
@@ -185,6 +189,36 @@ CLAIMS = (
             "collapsed VAE that decodes the mean image scores 52.90 (measured in this project): "
             "its VAE baseline likely failed to train, so its collapse is the paper's setting, "
             "not a property of the VAE.",
+        ),
+    ),
+    Claim(
+        paper=PAPER.name,
+        name="mnist-weak-recon",
+        statement="in a regime where the VAE does collapse (reconstruction weight alpha lowered "
+        "from 1 to 0.05, so the KL dominates), the CR-VAE's InfoNCE keeps the latent "
+        "informative: more active units, more mutual information, higher kNN accuracy",
+        arms=(
+            Arm("VAE", "vae-crvae-mnist", _WEAK_RECON, "gamma 0, clean images, alpha 0.05"),
+            Arm("CR-VAE", "crvae-mnist", _WEAK_RECON, "the paper's gamma 1, alpha 0.05"),
+            Arm(
+                f"CR-VAE gamma {WEAK_RECON_GAMMA:g}",
+                "crvae-mnist",
+                {**_WEAK_RECON, "loss.terms.infonce.weight": WEAK_RECON_GAMMA},
+                f"alpha 0.05, gamma chosen on the validation split ({WEAK_RECON_TUNING})",
+            ),
+        ),
+        contrasts=(("CR-VAE", "VAE"), (f"CR-VAE gamma {WEAK_RECON_GAMMA:g}", "VAE")),
+        metrics=_COLLAPSE_METRICS,
+        seeds=(101, 202, 303),
+        budgets={"cpu": _CPU},
+        notes=(
+            "Our VAE does not collapse in the paper's setting (alpha = beta = 1; claim "
+            "mnist-collapse), so this check lowers the reconstruction weight of every arm to 0.05 "
+            "to create the regime the paper's claim is about. The paper's cells are from its "
+            "alpha-1 setting: beside ours for the direction of the claim, not for its size.",
+            f"gamma {WEAK_RECON_GAMMA:g} was chosen on the validation split only (seed 0, 3 "
+            f"epochs, 6,000 val images; highest weighted kNN of gamma 1, 10, 100): "
+            f"{WEAK_RECON_TUNING}.",
         ),
     ),
     Claim(
