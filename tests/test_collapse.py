@@ -39,6 +39,28 @@ def test_log_aggregate_posterior_matches_direct_sum_and_chunking() -> None:
         torch.testing.assert_close(log_aggregate_posterior(z, mu, logvar, chunk), direct)
 
 
+def test_tiny_variances_keep_the_aggregate_posterior_exact() -> None:
+    """A posterior with variance e^-100 in one dimension: the expanded form cancels every digit
+    (the MI was -7e25 on a BTVAE run); each point's own component is computed exactly."""
+    g = torch.Generator().manual_seed(2)
+    mu, logvar = torch.randn(6, 3, generator=g) + 3.0, torch.zeros(6, 3)
+    logvar[:, 1] = -100.0
+    eps = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    z = mu.double() + eps * torch.exp(0.5 * logvar.double())
+    own = -0.5 * (eps.pow(2) + logvar.double() + math.log(2 * math.pi)).sum(1)
+    # the others are e^-100-variance components at least ~1e-3 away: exp(-1e40) = 0
+    want = own - math.log(6)
+    got = log_aggregate_posterior(z, mu, logvar, chunk=4, own_eps=eps)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(log_aggregate_posterior(z, mu, logvar, chunk=4), want)
+    # each batch holds the 6 separate components: log q(z_i) = own_i - log 6, and
+    # E_q[log q(z|x)] - own_i = sum_j (eps_ij^2 - 1) / 2, with the eps the estimator draws (seed 0)
+    mi = mutual_information(mu.repeat(50, 1), logvar.repeat(50, 1), batch_size=6, seed=0)
+    drawn = torch.randn((300, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    want_mi = math.log(6) + float(0.5 * (drawn.pow(2) - 1).sum(1).mean())
+    assert mi["value"] == pytest.approx(want_mi, abs=1e-9)
+
+
 def test_mi_zero_when_posterior_ignores_x() -> None:
     n = 4096
     mu = torch.tensor([[0.3, -1.0, 2.0]]).repeat(n, 1)

@@ -52,7 +52,11 @@ def mean_kl(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, Any]:
 
 
 def log_aggregate_posterior(
-    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 1024
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    chunk: int = 1024,
+    own_eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``log q(z_i) = logsumexp_j log N(z_i; mu_j, diag(exp(logvar_j))) - log N`` for each row.
 
@@ -60,6 +64,11 @@ def log_aggregate_posterior(
     Returns ``[M]`` float64. The squared Mahalanobis terms are expanded into matrix products and
     the components are reduced ``chunk`` at a time with a running logsumexp, so memory is
     ``O(M * chunk)``: never an ``[M, N, d]`` tensor.
+
+    ``own_eps: [M, d]``, when each ``z_i = mu_i + exp(logvar_i / 2) * own_eps_i`` was drawn from
+    its own component (``M <= N``): the term ``j = i`` is then computed from ``own_eps`` directly.
+    The expansion cancels ``z^2 / v`` against ``m^2 / v``, which loses every digit for a tiny
+    variance (``logvar`` near -100 gave an MI of -7e25); the own term is the one that matters.
     """
     z, mu, logvar = z.double(), mu.double(), logvar.double()
     # -2 log N(z; m, diag(v)) = z^2 . (1/v) - 2 z . (m/v) + sum(m^2/v + log v) + d log 2 pi:
@@ -68,9 +77,15 @@ def log_aggregate_posterior(
     const = (mu.pow(2) * precision + logvar).sum(1, keepdim=True) + z.shape[1] * LOG_2PI
     points = torch.cat([z.pow(2), z, torch.ones_like(z[:, :1])], dim=1)  # [M, 2d + 1]
     comps = torch.cat([precision, -2.0 * mu * precision, const], dim=1)  # [N, 2d + 1]
+    rows = torch.arange(z.shape[0], device=z.device)
+    if own_eps is not None:
+        own = -0.5 * (own_eps.double().pow(2) + logvar[rows] + LOG_2PI).sum(1)  # [M]
     total = torch.full((z.shape[0],), -math.inf, dtype=torch.float64, device=z.device)
     for start in range(0, comps.shape[0], chunk):
         log_dens = (points @ comps[start : start + chunk].T).mul_(-0.5)  # [M, chunk]
+        if own_eps is not None:
+            mine = rows[(rows >= start) & (rows < start + log_dens.shape[1])]
+            log_dens[mine, mine - start] = own[mine]
         total = torch.logaddexp(total, torch.logsumexp(log_dens, dim=1))
     return total - math.log(mu.shape[0])
 
@@ -109,7 +124,7 @@ def mutual_information(
     total = 0.0
     for start in range(0, n, step):
         sl = slice(start, start + step)
-        log_qz = log_aggregate_posterior(z[sl], mu[sl], logvar[sl], chunk)
+        log_qz = log_aggregate_posterior(z[sl], mu[sl], logvar[sl], chunk, own_eps=eps[sl])
         total += float((_neg_entropy(logvar[sl]) - log_qz).sum())
     batch = "whole set (N)" if batch_size is None else f"consecutive batches of {batch_size}"
     return {
