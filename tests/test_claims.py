@@ -161,6 +161,18 @@ def test_report_shows_arms_means_intervals_verdict_and_paper_numbers(tmp_path):
     assert K.verdict_line(result).startswith("cvae-paper/toy: supported (CVAE vs VAE")
 
 
+def test_report_states_fits_that_did_not_converge(tmp_path):
+    result = K.judge_claim(_claim(ACC), "cpu", _values([0.80, 0.81, 0.85], [0.90, 0.92, 0.94]))
+    write_claim_report(result, tmp_path)
+    assert "did not converge" not in (tmp_path / "report.md").read_text()
+    result.unconverged = {"logreg_paper": ["vae,train.seed=0", "cvae,train.seed=2"]}
+    write_claim_report(result, tmp_path)
+    assert "`logreg_paper`: the fit did not converge (stopped at its iteration limit) in 2 of 6 " \
+        "runs" in (tmp_path / "report.md").read_text()  # fmt: skip
+    data = json.loads((tmp_path / "claim.json").read_text())
+    assert data["unconverged"] == {"logreg_paper": ["vae,train.seed=0", "cvae,train.seed=2"]}
+
+
 def test_every_paper_has_claims_whose_runs_build():
     """Each paper's claims: >= 3 seeds per arm, a cpu budget, valid configs for every run."""
     assert set(CLAIMS) == set(PAPERS)
@@ -224,6 +236,15 @@ def test_run_claim_trains_evaluates_judges_and_resumes(tmp_path):
     assert again.invocation_seconds[0] == round(result.invocation_seconds[0], 1)
     assert " in 2 invocations (" in again.provenance["wall time"]
     assert paths["html"].endswith("report.html")
+    assert again.unconverged == {}
+    # a probe that stopped at its iteration limit is collected from the run's protocol
+    path = next(tmp_path.glob(f"runs/*/{CLAIM_METRICS_FILE}"))
+    data = json.loads(path.read_text())
+    data["metrics"]["knn_weighted_cosine"]["protocol"]["converged"] = False
+    path.write_text(json.dumps(data))
+    third, _ = run(echo=lines.append)
+    assert third.unconverged == {"knn_weighted_cosine": [path.parent.name]}
+    assert "did not converge" in (tmp_path / "report.md").read_text()
 
 
 def test_earlier_invocations_wall_time_and_commit_are_read_from_claim_json(tmp_path):

@@ -153,6 +153,7 @@ def run_claim(
     failed = {r.name: r.message for r in runs if r.status in ("failed", "interrupted")}
     names = [m.name for m in claim.metrics]
     values: dict[str, dict[str, dict[int, float | None]]] = {m: {} for m in names}
+    unconverged: dict[str, list[str]] = {}
     for arm, seed, job in planned:
         run_dir = out / "runs" / job.name
         if job.name not in failed and checkpoint_epochs(run_dir) is not None:
@@ -162,8 +163,12 @@ def run_claim(
             data = read_metrics_json(run_dir / CLAIM_METRICS_FILE)
             for m in names:
                 values[m].setdefault(arm, {})[seed] = measure(data, m).mean
+                protocol = data.get("metrics", {}).get(m, {}).get("protocol", {})
+                if protocol.get("converged") is False:
+                    unconverged.setdefault(m, []).append(job.name)
     result = judge_claim(claim, budget, values)
     result.failed = failed
+    result.unconverged = unconverged
     seconds, first_commit = _earlier(out)
     result.invocation_seconds = [*seconds, time.perf_counter() - t0]
     if first_commit not in (None, commit):
@@ -275,6 +280,7 @@ def claim_json(result: ClaimResult) -> dict[str, Any]:
         "provenance": result.provenance,
         "invocation_seconds": [round(s, 1) for s in result.invocation_seconds],
         "failed": result.failed,
+        "unconverged": result.unconverged,
         "values": {
             m: {a: dict(zip(r.seeds, r.values, strict=True)) for a, r in arms.items()}
             for m, arms in result.arms.items()

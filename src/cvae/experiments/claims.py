@@ -285,6 +285,8 @@ class ClaimResult:
     failed: dict[str, str] = field(default_factory=dict)
     invocation_seconds: list[float] = field(default_factory=list)
     """Wall seconds of each invocation that wrote the report, this one last."""
+    unconverged: dict[str, list[str]] = field(default_factory=dict)
+    """Per metric, the runs whose fit (e.g. a logistic probe) stopped at its iteration limit."""
 
     @property
     def primary(self) -> list[ContrastResult]:
@@ -411,6 +413,15 @@ def claim_report(result: ClaimResult, extra: Sequence[rp.Section] = ()) -> rp.Re
         ),  # fmt: skip
         rp.inline(f"Budget {result.budget}: {budget.text}"),
         *(rp.inline(f"Failed run {name}: {why}") for name, why in result.failed.items()),
+        *(
+            rp.inline(
+                rp.Span(metric, "code"),
+                f": the fit did not converge (stopped at its iteration limit) in {len(runs)} of "
+                f"{sum(len(a.values) for a in result.arms[metric].values())} runs, so part of its "
+                "spread over seeds is the optimiser's; the runs are listed in claim.json",
+            )
+            for metric, runs in result.unconverged.items()
+        ),
     ]
     report = rp.Report(f"Claim check {claim.key} ({result.budget})", notes=notes)
     report.sections += [
