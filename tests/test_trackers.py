@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any, get_args
 
@@ -229,12 +230,16 @@ def test_wandb_offline_run_holds_config_epochs_eval_and_figures(
     assert all("val/loss" in e for e in epochs) and len(csv_rows) == 2
     assert {a.artifact.type for a in of(train_records, "artifact")} == {"run"}
 
-    logged: dict[str, float] = {}
-    for h in of(eval_records, "history"):
-        logged |= {
-            "/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in h.history.item
-        }
     expected = evaluation_metrics(json.loads((run / "metrics.json").read_text()))
+    logged: dict[str, float] = {}
+    deadline = time.monotonic() + 30
+    while True:  # in-process, W&B's service may still be writing the file after finish()
+        for h in of(eval_records, "history"):
+            logged |= _logged(h)
+        if set(expected) <= set(logged) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+        eval_records = wandb_records(files[1])
     assert expected and {k: logged[k] for k in expected} == pytest.approx(expected)
     (artifact,) = (r.artifact for r in of(eval_records, "artifact"))
     names = {entry.path for entry in artifact.manifest.contents}
