@@ -77,14 +77,14 @@ def log_aggregate_posterior(
     const = (mu.pow(2) * precision + logvar).sum(1, keepdim=True) + z.shape[1] * LOG_2PI
     points = torch.cat([z.pow(2), z, torch.ones_like(z[:, :1])], dim=1)  # [M, 2d + 1]
     comps = torch.cat([precision, -2.0 * mu * precision, const], dim=1)  # [N, 2d + 1]
-    rows = torch.arange(z.shape[0], device=z.device)
     if own_eps is not None:
-        own = -0.5 * (own_eps.double().pow(2) + logvar[rows] + LOG_2PI).sum(1)  # [M]
+        m = z.shape[0]
+        own = -0.5 * (own_eps.double().pow(2) + logvar[:m] + LOG_2PI).sum(1)  # [M]
     total = torch.full((z.shape[0],), -math.inf, dtype=torch.float64, device=z.device)
     for start in range(0, comps.shape[0], chunk):
         log_dens = (points @ comps[start : start + chunk].T).mul_(-0.5)  # [M, chunk]
-        if own_eps is not None:
-            mine = rows[(rows >= start) & (rows < start + log_dens.shape[1])]
+        if own_eps is not None:  # the diagonal j = i of this chunk, rows start..start+chunk
+            mine = torch.arange(start, min(start + log_dens.shape[1], m), device=z.device)
             log_dens[mine, mine - start] = own[mine]
         total = torch.logaddexp(total, torch.logsumexp(log_dens, dim=1))
     return total - math.log(mu.shape[0])

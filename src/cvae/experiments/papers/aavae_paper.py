@@ -93,6 +93,9 @@ def _with_paper_cells(name: str, description: str) -> ClaimMetric:
     )
 
 
+_KNN_ON_H = ClaimMetric(
+    "knn_weighted_cosine", unit="accuracy", description="weighted-cosine kNN on h"
+)
 _SMALL_NET = {"model.arch": "conv", "model.channels": [32, 64, 128, 256]}
 """The CVAE paper's CIFAR-10 network (4 stride-2 convs, h = 1024-d) in place of the ResNet-50."""
 
@@ -109,9 +112,7 @@ CLAIMS = (
                 "linear_sgd",
                 "the AAVAE linear evaluation (SGD, re-encoded augmented images) on h",
             ),
-            ClaimMetric(
-                "knn_weighted_cosine", unit="accuracy", description="weighted-cosine kNN on h"
-            ),
+            _KNN_ON_H,
         ),  # fmt: skip
         seeds=(0, 1, 2),
         data_folder="cifar10-train",
@@ -150,9 +151,7 @@ CLAIMS = (
                 "on the held-out split (the paper's cells: its SGD linear evaluation with a "
                 "ResNet-50, beside ours for the direction, not the size)",
             ),
-            ClaimMetric(
-                "knn_weighted_cosine", unit="accuracy", description="weighted-cosine kNN on h"
-            ),
+            _KNN_ON_H,
         ),
         seeds=(0, 1, 2),
         data_folder="cifar10-train",
