@@ -209,3 +209,34 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     cvae.train(small_config(epochs=1, epoch_fraction=0.25), tmp_path / "run")
     with pytest.raises(cvae.errors.CvaeError, match="already holds a run"):
         cvae.train(small_config(epochs=1, epoch_fraction=0.25), tmp_path / "run")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_multi_tensor_optimizer_and_clip_are_bit_identical_to_the_per_parameter_loop(optimizer):
+    """build_optimizer's foreach update + foreach clipping = the per-parameter loop, exactly."""
+    from cvae.config import TrainConfig
+    from cvae.training.trainer import build_optimizer
+
+    tc = TrainConfig(optimizer=optimizer, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    shapes = [(8, 1, 4, 4), (8,), (16, 8, 4, 4), (10, 288)]
+    init = [
+        torch.randn(s, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(shapes)
+    ]
+    ours = [p.clone().requires_grad_() for p in init]
+    loop = [p.clone().requires_grad_() for p in init]
+    opt = build_optimizer(tc, ours)
+    ref_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    extra = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
+    ref = ref_cls(loop, lr=1e-2, weight_decay=1e-4, foreach=False, **extra)
+    gen = torch.Generator().manual_seed(99)
+    for _ in range(10):
+        for a, b in zip(ours, loop, strict=True):
+            a.grad = torch.randn(a.shape, generator=gen) * 10
+            b.grad = a.grad.clone()
+        torch.nn.utils.clip_grad_norm_(ours, 1.0, foreach=True)
+        torch.nn.utils.clip_grad_norm_(loop, 1.0, foreach=False)
+        opt.step()
+        ref.step()
+    assert all(p.grad is not None for p in ours)
+    assert all(torch.equal(a, b) for a, b in zip(ours, loop, strict=True))
+    assert not torch.equal(ours[0], init[0])

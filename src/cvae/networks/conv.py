@@ -1,5 +1,8 @@
 """One parametric conv encoder/decoder builder for any image size and channel count.
 
+The strided layers are :mod:`cvae.networks.kernels`' ``nn.Conv2d`` / ``nn.ConvTranspose2d``
+subclasses (same parameters; faster kernels on CPU where the transposed direction has few channels).
+
 Geometry of the CVAE paper's code (CVAE code: models/*_vae.py): every encoder layer is
 Conv(k4, s2, p1) + ReLU (size -> floor(size/2)); the decoder is Linear -> reshape ->
 ConvT(k4, s2, p1) + ReLU (size doubles) for every hidden layer, and a last ConvT that lands exactly
@@ -10,10 +13,10 @@ CIFAR-10 (32, channels 32/64/128/256): 32->16->8->4->2, flatten 1024; 2->4->...-
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cvae.errors import ConfigError
+from cvae.networks.kernels import StridedConv2d, StridedConvTranspose2d, conv_transpose2d
 
 
 def conv_sizes(size: int, depth: int) -> list[int]:
@@ -36,7 +39,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         prev = in_channels
         for ch in channels:
-            layers.append(nn.Conv2d(prev, ch, 4, 2, 1))
+            layers.append(StridedConv2d(prev, ch, 4, 2, 1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.ReLU())
@@ -56,7 +59,8 @@ class PaddedConvTranspose2d(nn.Module):
 
     This is exactly what ``output_padding=extra`` computes, but legal for ``extra >= stride``: the
     CVAE reference's ``ConvT(8->1, k4, s2, p0, output_padding=2)`` (12 -> 28) fails on CPU/CUDA
-    (CVAE paper's network); here it is ConvT(p0, no bias) -> zero-pad right/bottom by 2 -> add bias.
+    (CVAE paper's network); here it is ConvT(p0, no bias) -> zero-pad right/bottom by 2 -> add bias
+    (:func:`cvae.networks.kernels.conv_transpose2d`). Parameters ``conv.weight`` and ``bias``.
     """
 
     def __init__(self, in_ch: int, out_ch: int, padding: int, extra: int) -> None:
@@ -65,19 +69,19 @@ class PaddedConvTranspose2d(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_ch))
         bound = 1.0 / (out_ch * 16) ** 0.5  # nn.ConvTranspose2d's default bias init
         nn.init.uniform_(self.bias, -bound, bound)
-        self.extra = extra
+        self.padding, self.extra = padding, extra
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.pad(self.conv(x), (0, self.extra, 0, self.extra))
-        return y + self.bias.view(1, -1, 1, 1)
+        h, w = (2 * n + 2 - 2 * self.padding + self.extra for n in x.shape[2:])
+        return conv_transpose2d(x, self.conv.weight, self.bias, 2, self.padding, (h, w))
 
 
 def _final_layer(in_ch: int, out_ch: int, in_size: int, out_size: int) -> nn.Module:
     """Last ConvT from ``in_size`` to exactly ``out_size`` (reference geometry when possible)."""
     if out_size == 2 * in_size:
-        return nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1)
+        return StridedConvTranspose2d(in_ch, out_ch, 4, 2, 1)
     if out_size == 2 * in_size + 1:
-        return nn.ConvTranspose2d(in_ch, out_ch, 4, 2, 1, output_padding=1)
+        return StridedConvTranspose2d(in_ch, out_ch, 4, 2, 1, output_padding=1)
     if out_size >= 2 * in_size + 2:
         return PaddedConvTranspose2d(in_ch, out_ch, 0, out_size - 2 * in_size - 2)
     raise ConfigError(f"cannot decode {in_size}x{in_size} to {out_size}x{out_size}")
@@ -97,7 +101,7 @@ class ConvDecoder(nn.Module):
         rev = channels[::-1]
         cur = sizes[-1]
         for prev, ch in zip(rev[:-1], rev[1:], strict=True):
-            layers.append(nn.ConvTranspose2d(prev, ch, 4, 2, 1))
+            layers.append(StridedConvTranspose2d(prev, ch, 4, 2, 1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.ReLU())

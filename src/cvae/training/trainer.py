@@ -379,12 +379,15 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     out["loss"].backward()
     if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip, foreach=True)
     optimizer.step()
     return out
 
 
 def build_optimizer(tc: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD or Adam with the multi-tensor (``foreach``) update on every device: the same arithmetic
+    per element as the per-parameter loop (bit-identical), in a few kernels instead of ~10 per
+    parameter (on CPU the default is the loop)."""
     if tc.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -392,8 +395,9 @@ def build_optimizer(tc: TrainConfig, params: Iterable[torch.nn.Parameter]) -> to
             momentum=tc.momentum,
             nesterov=tc.nesterov,
             weight_decay=tc.weight_decay,
+            foreach=True,
         )
-    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
 
 
 def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float, world: int) -> int:

@@ -1,0 +1,110 @@
+"""Sub-pixel vs direct kernels for the strided layers (cvae.networks.kernels), layer by layer and
+for a whole training step, in one process, round-robin.
+
+For each preset: every strided conv / transposed conv of the model at the shape the training step
+feeds it (both views for the encoder), forward + backward CPU ms with the sub-pixel form allowed
+(``kernels.SMALL_CHANNELS`` as shipped) and disallowed (0: the direct oneDNN kernels); then the
+median CPU ms of whole training steps (synthetic uint8 images), alternating the two settings.
+
+    python benchmarks/conv_kernels.py --threads 1 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cvae.config import load_preset
+from cvae.methods import build_method, resolve
+from cvae.networks import kernels
+from cvae.networks.conv import PaddedConvTranspose2d
+from cvae.training.trainer import build_optimizer, place, train_step
+
+PRESETS = {"cvae-mnist-paper": (1, 28, 28), "cvae-cifar10-paper": (3, 32, 32)}
+SHIPPED = kernels.SMALL_CHANNELS
+LAYERS = (kernels.StridedConv2d, kernels.StridedConvTranspose2d, PaddedConvTranspose2d)
+
+
+def cpu_ms(fn: Callable[[], object], repeats: int, allowed: bool) -> float:
+    kernels.SMALL_CHANNELS = SHIPPED if allowed else 0
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        times.append(time.process_time() - t)
+    return 1e3 * statistics.median(times)
+
+
+def layer_shapes(method: nn.Module, batch: torch.Tensor) -> list[tuple[str, nn.Module, torch.Size]]:
+    """(name, layer, input shape) of every strided layer in one training step."""
+    seen: list[tuple[str, nn.Module, torch.Size]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda m, a, n=n: seen.append((n, m, a[0].shape)))
+        for n, m in method.named_modules()
+        if isinstance(m, LAYERS)
+    ]
+    method(batch, torch.Generator().manual_seed(0))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def bench_preset(preset: str, steps: int) -> None:
+    shape = PRESETS[preset]
+    cfg = resolve(load_preset(preset), shape)
+    bs = cfg.train.batch_size
+    torch.manual_seed(0)
+    method = place(build_method(cfg, shape), torch.device("cpu"))
+    data = torch.randint(0, 256, (4 * bs, *shape), dtype=torch.uint8)
+    print(f"{preset}\n| layer | input | direct ms | sub-pixel allowed ms |\n|---|---|---|---|")
+    for name, layer, in_shape in layer_shapes(method, data[:bs]):
+        x = torch.randn(in_shape).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(in_shape[1] != shape[0])  # the first layer's input needs no grad
+
+        def fwd_bwd(layer: nn.Module = layer, x: torch.Tensor = x) -> None:
+            layer(x).sum().backward()
+
+        reps = max(3, steps // 2)
+        direct, allowed = cpu_ms(fwd_bwd, reps, False), cpu_ms(fwd_bwd, reps, True)
+        print(f"| {name} | {'x'.join(map(str, in_shape))} | {direct:.2f} | {allowed:.2f} |")
+    opt = build_optimizer(cfg.train, method.parameters())
+    gen = torch.Generator().manual_seed(0)
+    autocast = torch.autocast("cpu", enabled=False)
+    batches = iter(range(10**9))
+
+    def step() -> None:
+        i = next(batches) % 4
+        batch = data[i * bs : (i + 1) * bs]
+        train_step(method, opt, batch, gen, cfg.train.grad_clip, autocast)
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(steps):
+        for allowed in (False, True):
+            times[allowed].append(cpu_ms(step, 1, allowed))
+    d, a = statistics.median(times[False]), statistics.median(times[True])
+    print(f"\nwhole step (median of {steps}, alternating): direct {d:.1f} ms, "
+          f"sub-pixel allowed {a:.1f} ms ({d / a:.2f}x)\n", flush=True)  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{args.threads} thread(s); sub-pixel form for <= {SHIPPED} channels in the transposed "
+          "direction; CPU ms, forward + backward\n")  # fmt: skip
+    for preset in args.presets:
+        bench_preset(preset, args.steps)
+    kernels.SMALL_CHANNELS = SHIPPED
+
+
+if __name__ == "__main__":
+    main()
