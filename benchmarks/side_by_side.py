@@ -12,6 +12,8 @@ with the ratio of images/s, ours/reference (the batch sizes differ on CIFAR-10: 
 
     python benchmarks/side_by_side.py --threads 1 2 --repeats 2
     python benchmarks/side_by_side.py --threads 1 --max-batches 50   # a quick partial epoch
+    python benchmarks/side_by_side.py --precision bf16   # ours under bf16 autocast (not the
+                                                         # reference's numerics: fp32)
 
 The reference needs ``PEER_MIRROR`` (a bare git clone of allx2100/contrastive-encoders) and
 ``PEER_VENV`` (its own venv); without them only ours runs and one line says why. CIFAR-10: the
@@ -77,7 +79,8 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[str, float]:
 
 
 def ours(args: argparse.Namespace, threads: int) -> dict[str, float]:
-    argv = [sys.executable, __file__, "--child", "--preset", args.preset, "--threads", str(threads)]
+    argv = [sys.executable, __file__, "--child", "--preset", args.preset, "--threads", str(threads),
+            "--precision", args.precision]  # fmt: skip
     if args.max_batches:
         argv += ["--max-batches", str(args.max_batches)]
     env = {
@@ -108,7 +111,8 @@ def child(args: argparse.Namespace) -> None:
     from cvae.training import distributed, trainer
 
     cfg = load_preset(args.preset)
-    for key, value in {"train.epochs": 1, "train.progress": False, "train.device": "cpu"}.items():
+    settings = {"epochs": 1, "progress": False, "device": "cpu", "precision": args.precision}
+    for key, value in {f"train.{k}": v for k, v in settings.items()}.items():
         set_value(cfg, key, value)
     if cfg.data.dataset == "mnist" and MNIST.is_dir():
         set_value(cfg, "data.data_dir", str(MNIST))
@@ -136,6 +140,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--preset", default="cvae-mnist-paper")
     p.add_argument("--max-batches", type=int, default=None, help="partial epochs of N batches")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="ours only")
     p.add_argument("--peer-bench", type=Path, default=PEER_BENCH)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -146,7 +151,8 @@ def main() -> None:
     if missing:
         print(f"reference skipped: {missing}; timing ours only", flush=True)
     sides = {"ours": ours} if missing else {"ours": ours, "reference": reference}
-    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; ours in "
+          f"{args.precision}, the reference in fp32", flush=True)  # fmt: skip
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     for threads in args.threads:
         for r in range(args.repeats):

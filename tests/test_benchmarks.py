@@ -56,12 +56,19 @@ def test_cifar_pickle_writes_the_canonical_batches(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_benchmark_scripts_run(mnist_dir: Path, tmp_path: Path) -> None:
     out = _run(str(BENCH / "side_by_side.py"), "--threads", "1", "--repeats", "1",
-               "--max-batches", "2")  # fmt: skip
-    assert "reference skipped: PEER_VENV" in out and "| 1 |" in out
+               "--max-batches", "2", "--precision", "bf16")  # fmt: skip
+    assert "reference skipped: PEER_VENV" in out and "| 1 |" in out and "ours in bf16" in out
     out = _run(str(BENCH / "train_throughput.py"), "--threads", "1", "--steps", "1")
     assert "| mnist CVAE | 128 |" in out
     out = _run(str(BENCH / "step_flops.py"), "--threads", "1", "--steps", "1", "--matmul", "64",
+               "--presets", "cvae-mnist-paper", "--precision", "fp32", "bf16")  # fmt: skip
+    assert "| cvae-mnist-paper | fp32 | 128 | 217 |" in out
+    assert "| cvae-mnist-paper | bf16 | 128 |" in out
+    out = _run(str(BENCH / "conv_kernels.py"), "--threads", "1", "--steps", "1",
                "--presets", "cvae-mnist-paper")  # fmt: skip
-    assert "| cvae-mnist-paper | 128 | 217 |" in out
+    assert "| model.decoder.net.4 | 128x8x12x12 |" in out and "whole step" in out
+    out = _run(str(BENCH / "vs_commit.py"), "--base", "HEAD", "--preset", "cvae-mnist-paper",
+               "--epoch-fraction", "0.005", "--repeats", "1")  # fmt: skip
+    assert "cvae-mnist-paper, 1 thread(s)" in out and "images/s (" in out
     out = _run(str(BENCH / "memmap_rss.py"), "--sizes", "500", "--dir", str(tmp_path / "mm"))
     assert "memmap" in out
