@@ -35,13 +35,25 @@ SMALL_CHANNELS = 8
 
 def subpixel_weight(weight: Tensor, stride: int) -> Tensor:
     """``[C, O, k, k]`` transposed-convolution weight -> ``[s*s*O, C, t, t]``, ``t = ceil(k/s)``:
-    the stride-1 convolution whose output channel ``(o, r, c)`` is output phase ``(r, c)`` of
-    channel ``o`` (taps beyond ``k`` are zero)."""
+    the stride-1 convolution whose output channel ``(r * s + c) * O + o`` is output phase
+    ``(r, c)`` of channel ``o`` (taps beyond ``k`` are zero)."""
     c, o, k, _ = weight.shape
     t = -(-k // stride)
     w = F.pad(weight, (0, t * stride - k, 0, t * stride - k))
     w = w.reshape(c, o, t, stride, t, stride).flip(2, 4)  # tap a = t-1-u: the conv slides forward
-    return w.permute(1, 3, 5, 0, 2, 4).reshape(o * stride * stride, c, t, t)
+    return w.permute(3, 5, 1, 0, 2, 4).reshape(stride * stride * o, c, t, t)
+
+
+def _shuffle(y: Tensor, stride: int) -> Tensor:
+    """``[B, s*s*O, H, W]`` phases (channel ``(r * s + c) * O + o``) -> ``[B, O, H*s, W*s]`` in
+    ``y``'s memory format: one copy (in channels-last, runs of ``O`` contiguous values; 2-3x
+    faster there than ``F.pixel_shuffle``)."""
+    b, phases, h, w = y.shape
+    o = phases // (stride * stride)
+    out = torch.empty((b, o, h * stride, w * stride), dtype=y.dtype, memory_format=_format(y))
+    phased = y.view(b, stride, stride, o, h, w).permute(0, 3, 4, 1, 5, 2)
+    out.view(b, o, h, stride, w, stride).copy_(phased)
+    return out
 
 
 def subpixel_conv_transpose(
@@ -52,8 +64,10 @@ def subpixel_conv_transpose(
     or zero-padded to ``size`` (rows past the full output receive nothing)."""
     t = -(-weight.shape[2] // stride)
     w = subpixel_weight(weight, stride).contiguous(memory_format=_format(x))
-    full = F.pixel_shuffle(F.conv2d(F.pad(x, (t - 1,) * 4), w), stride)
+    full = _shuffle(F.conv2d(F.pad(x, (t - 1,) * 4), w), stride)
     h, wd = full.shape[2:]
+    if padding == 0 and (h, wd) == size:
+        return full
     return F.pad(full, (-padding, size[1] + padding - wd, -padding, size[0] + padding - h))
 
 
