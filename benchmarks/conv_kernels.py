@@ -1,12 +1,13 @@
-"""Sub-pixel vs direct kernels for the strided layers (cvae.networks.kernels), layer by layer and
-for a whole training step, in one process, round-robin.
+"""cvae.networks.kernels' fast paths vs the plain oneDNN ops, layer by layer and for a whole
+training step, in one process, round-robin.
 
-For each preset: every strided conv / transposed conv of the model at the shape the training step
-feeds it (both views for the encoder), forward + backward CPU ms with the sub-pixel form allowed
-(``kernels.SMALL_CHANNELS`` as shipped) and disallowed (0: the direct oneDNN kernels); then the
-median CPU ms of whole training steps (synthetic uint8 images), alternating the two settings.
+For each preset: every conv / transposed conv of the model at the shape the training step feeds
+it (both views for the encoder), forward + backward CPU ms with the fast paths on (as shipped:
+the sub-pixel form for few channels, the unfused bias of transposed convolutions) and off (the
+plain ops); then the median CPU ms of whole training steps (synthetic uint8 images), alternating
+the two settings. ``--precision bf16`` runs under bf16 autocast (where the sub-pixel form is off).
 
-    python benchmarks/conv_kernels.py --threads 1 --steps 20
+    python benchmarks/conv_kernels.py --threads 1 --steps 20 --precision fp32 bf16
 """
 
 from __future__ import annotations
@@ -25,13 +26,21 @@ from cvae.networks import kernels
 from cvae.networks.conv import PaddedConvTranspose2d
 from cvae.training.trainer import build_optimizer, place, train_step
 
-PRESETS = {"cvae-mnist-paper": (1, 28, 28), "cvae-cifar10-paper": (3, 32, 32)}
-SHIPPED = kernels.SMALL_CHANNELS
-LAYERS = (kernels.StridedConv2d, kernels.StridedConvTranspose2d, PaddedConvTranspose2d)
+PRESETS = {
+    "cvae-mnist-paper": (1, 28, 28),
+    "cvae-cifar10-paper": (3, 32, 32),
+    "crvae-mnist-code": (1, 28, 28),
+}
+SHIPPED = kernels.SMALL_CHANNELS, kernels.UNFUSED_BIAS
+LAYERS = (kernels.FastConv2d, kernels.FastConvTranspose2d, PaddedConvTranspose2d)
+
+
+def fast_paths(on: bool) -> None:
+    kernels.SMALL_CHANNELS, kernels.UNFUSED_BIAS = SHIPPED if on else (0, False)
 
 
 def cpu_ms(fn: Callable[[], object], repeats: int, allowed: bool) -> float:
-    kernels.SMALL_CHANNELS = SHIPPED if allowed else 0
+    fast_paths(allowed)
     fn()
     times = []
     for _ in range(repeats):
@@ -55,27 +64,29 @@ def layer_shapes(method: nn.Module, batch: torch.Tensor) -> list[tuple[str, nn.M
     return seen
 
 
-def bench_preset(preset: str, steps: int) -> None:
+def bench_preset(preset: str, steps: int, precision: str) -> None:
     shape = PRESETS[preset]
     cfg = resolve(load_preset(preset), shape)
     bs = cfg.train.batch_size
     torch.manual_seed(0)
     method = place(build_method(cfg, shape), torch.device("cpu"))
     data = torch.randint(0, 256, (4 * bs, *shape), dtype=torch.uint8)
-    print(f"{preset}\n| layer | input | direct ms | sub-pixel allowed ms |\n|---|---|---|---|")
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    print(f"{preset}, {precision}\n| layer | input | plain ms | fast paths ms |\n|---|---|---|---|")
     for name, layer, in_shape in layer_shapes(method, data[:bs]):
         x = torch.randn(in_shape).contiguous(memory_format=torch.channels_last)
         x.requires_grad_(in_shape[1] != shape[0])  # the first layer's input needs no grad
 
         def fwd_bwd(layer: nn.Module = layer, x: torch.Tensor = x) -> None:
-            layer(x).sum().backward()
+            with autocast:
+                y = layer(x)
+            y.float().sum().backward()
 
         reps = max(3, steps // 2)
-        direct, allowed = cpu_ms(fwd_bwd, reps, False), cpu_ms(fwd_bwd, reps, True)
-        print(f"| {name} | {'x'.join(map(str, in_shape))} | {direct:.2f} | {allowed:.2f} |")
+        plain, fast = cpu_ms(fwd_bwd, reps, False), cpu_ms(fwd_bwd, reps, True)
+        print(f"| {name} | {'x'.join(map(str, in_shape))} | {plain:.2f} | {fast:.2f} |")
     opt = build_optimizer(cfg.train, method.parameters())
     gen = torch.Generator().manual_seed(0)
-    autocast = torch.autocast("cpu", enabled=False)
     batches = iter(range(10**9))
 
     def step() -> None:
@@ -85,11 +96,11 @@ def bench_preset(preset: str, steps: int) -> None:
 
     times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(steps):
-        for allowed in (False, True):
-            times[allowed].append(cpu_ms(step, 1, allowed))
-    d, a = statistics.median(times[False]), statistics.median(times[True])
-    print(f"\nwhole step (median of {steps}, alternating): direct {d:.1f} ms, "
-          f"sub-pixel allowed {a:.1f} ms ({d / a:.2f}x)\n", flush=True)  # fmt: skip
+        for on in (False, True):
+            times[on].append(cpu_ms(step, 1, on))
+    plain, fast = statistics.median(times[False]), statistics.median(times[True])
+    print(f"\nwhole step (median of {steps}, alternating): plain {plain:.1f} ms, fast paths "
+          f"{fast:.1f} ms ({plain / fast:.2f}x)\n", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -97,13 +108,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.threads} thread(s); sub-pixel form for <= {SHIPPED} channels in the transposed "
-          "direction; CPU ms, forward + backward\n")  # fmt: skip
+    print(f"{args.threads} thread(s); fast paths: the sub-pixel form for <= {SHIPPED[0]} channels "
+          "in the transposed direction, unfused transposed-conv bias; CPU ms, forward + "
+          "backward\n")  # fmt: skip
     for preset in args.presets:
-        bench_preset(preset, args.steps)
-    kernels.SMALL_CHANNELS = SHIPPED
+        for precision in args.precision:
+            bench_preset(preset, args.steps, precision)
+    fast_paths(True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ def epoch(src: Path, args: argparse.Namespace, out: Path, precision: str) -> dic
             "--threads", str(args.threads), "--out", str(out), *data_args(args.preset)]  # fmt: skip
     if precision != "fp32":
         argv += ["--set", f"train.precision={precision}"]
+    if src == ROOT / "src":
+        argv += [a for kv in args.set for a in ("--set", kv)]
     if args.epoch_fraction:
         argv += ["--set", f"train.epoch_fraction={args.epoch_fraction}"]
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -57,6 +59,8 @@ def main() -> None:
     p.add_argument(
         "--epoch-fraction", type=float, help="train.epoch_fraction (default: the preset's)"
     )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for this checkout's side only (repeatable)")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="this checkout's side only (the base runs fp32)")  # fmt: skip
     args = p.parse_args()
@@ -81,7 +85,8 @@ def main() -> None:
                            check=False)  # fmt: skip
     med = {side: statistics.median(r["ips"] for r in runs) for side, runs in results.items()}
     (old, new) = med.values()
-    print(f"\n{args.preset}, {args.threads} thread(s), this checkout in {args.precision}: "
+    changed = "".join(f", {kv}" for kv in args.set)
+    print(f"\n{args.preset}, {args.threads} thread(s), this checkout in {args.precision}{changed}: "
           f"{old:.0f} -> {new:.0f} images/s ({new / old:.2f}x)")  # fmt: skip
 
 

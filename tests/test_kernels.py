@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from cvae.networks import kernels
 from cvae.networks.conv import PaddedConvTranspose2d
-from cvae.networks.kernels import StridedConv2d, StridedConvTranspose2d, subpixel_weight
+from cvae.networks.kernels import FastConv2d, FastConvTranspose2d, subpixel_weight
 
 CL = torch.channels_last
 
@@ -72,7 +72,7 @@ def test_conv_transpose2d_matches_direct_kernel(
     out_pad: int,
 ) -> None:
     torch.manual_seed(0)
-    layer = StridedConvTranspose2d(c_in, c_out, kernel, 2, padding, output_padding=out_pad)
+    layer = FastConvTranspose2d(c_in, c_out, kernel, 2, padding, output_padding=out_pad)
     layer = layer.to(memory_format=fmt)
     x = torch.randn(5, c_in, size, size).contiguous(memory_format=fmt).requires_grad_()
     ours = layer(x)
@@ -107,15 +107,15 @@ def test_the_direct_kernels_run_where_the_subpixel_form_does_not_apply() -> None
     """Many channels, stride 1, autocast, or an input without gradient: the plain ops, with the
     plain autograd nodes."""
     x = torch.randn(2, 16, 6, 6, requires_grad=True)
-    conv16 = StridedConv2d(16, 4, 4, 2, 1)
+    conv16 = FastConv2d(16, 4, 4, 2, 1)
     assert "Subpixel" not in type(conv16(x).grad_fn).__name__
-    no_grad_input = StridedConv2d(1, 8, 4, 2, 1)(torch.randn(2, 1, 8, 8))
+    no_grad_input = FastConv2d(1, 8, 4, 2, 1)(torch.randn(2, 1, 8, 8))
     assert "Subpixel" not in type(no_grad_input.grad_fn).__name__
-    wide = StridedConvTranspose2d(16, 16, 4, 2, 1)
+    wide = FastConvTranspose2d(16, 16, 4, 2, 1)
     assert "Subpixel" not in type(wide(x).grad_fn).__name__
-    narrow = StridedConvTranspose2d(16, 4, 4, 2, 1)
+    narrow = FastConvTranspose2d(16, 4, 4, 2, 1)
     assert "Subpixel" in type(narrow(x).grad_fn).__name__
-    assert "Subpixel" not in type(StridedConvTranspose2d(16, 4, 3, 1, 1)(x).grad_fn).__name__
+    assert "Subpixel" not in type(FastConvTranspose2d(16, 4, 3, 1, 1)(x).grad_fn).__name__
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert "Subpixel" not in type(narrow(x).grad_fn).__name__
 
@@ -123,8 +123,31 @@ def test_the_direct_kernels_run_where_the_subpixel_form_does_not_apply() -> None
 def test_state_dict_is_the_plain_layers() -> None:
     """Checkpoints written before these layers existed load unchanged."""
     plain = torch.nn.ConvTranspose2d(8, 1, 4, 2, 1, output_padding=1)
-    ours = StridedConvTranspose2d(8, 1, 4, 2, 1, output_padding=1)
+    ours = FastConvTranspose2d(8, 1, 4, 2, 1, output_padding=1)
     ours.load_state_dict(plain.state_dict())
     x = torch.randn(2, 8, 5, 5)
     _close(ours(x), plain(x))
-    assert set(StridedConv2d(1, 8, 4, 2, 1).state_dict()) == {"weight", "bias"}
+    assert set(FastConv2d(1, 8, 4, 2, 1).state_dict()) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize(("stride", "padding", "out_pad"), [(2, 1, 0), (1, 1, 0), (2, 0, 1)])
+def test_wide_conv_transpose_equals_the_fused_bias(stride: int, padding: int, out_pad: int) -> None:
+    """Many output channels (the direct kernel): without output padding the bias is added after
+    the transposed convolution; the value, the gradients and, under bf16 autocast, the dtype
+    are those of the fused op."""
+    torch.manual_seed(0)
+    layer = FastConvTranspose2d(16, 16, 3, stride, padding, output_padding=out_pad)
+    x = torch.randn(3, 16, 5, 5, requires_grad=True)
+    ours = layer(x)
+    ref = F.conv_transpose2d(x, layer.weight, layer.bias, stride, padding, out_pad)
+    _close(ours, ref)
+    params = [x, layer.weight, layer.bias]
+    for a, r in zip(_grads(ours, params, 3), _grads(ref, params, 3), strict=True):
+        _close(a, r)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, ref = (
+            layer(x),
+            F.conv_transpose2d(x, layer.weight, layer.bias, stride, padding, out_pad),
+        )
+    assert ours.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=2e-2, atol=2e-2)

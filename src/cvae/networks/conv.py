@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cvae.errors import ConfigError
-from cvae.networks.kernels import StridedConv2d, StridedConvTranspose2d, conv_transpose2d
+from cvae.networks.kernels import FastConv2d, FastConvTranspose2d, conv_transpose2d
 
 
 def conv_sizes(size: int, depth: int) -> list[int]:
@@ -39,7 +39,7 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         prev = in_channels
         for ch in channels:
-            layers.append(StridedConv2d(prev, ch, 4, 2, 1))
+            layers.append(FastConv2d(prev, ch, 4, 2, 1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.ReLU())
@@ -79,9 +79,9 @@ class PaddedConvTranspose2d(nn.Module):
 def _final_layer(in_ch: int, out_ch: int, in_size: int, out_size: int) -> nn.Module:
     """Last ConvT from ``in_size`` to exactly ``out_size`` (reference geometry when possible)."""
     if out_size == 2 * in_size:
-        return StridedConvTranspose2d(in_ch, out_ch, 4, 2, 1)
+        return FastConvTranspose2d(in_ch, out_ch, 4, 2, 1)
     if out_size == 2 * in_size + 1:
-        return StridedConvTranspose2d(in_ch, out_ch, 4, 2, 1, output_padding=1)
+        return FastConvTranspose2d(in_ch, out_ch, 4, 2, 1, output_padding=1)
     if out_size >= 2 * in_size + 2:
         return PaddedConvTranspose2d(in_ch, out_ch, 0, out_size - 2 * in_size - 2)
     raise ConfigError(f"cannot decode {in_size}x{in_size} to {out_size}x{out_size}")
@@ -101,7 +101,7 @@ class ConvDecoder(nn.Module):
         rev = channels[::-1]
         cur = sizes[-1]
         for prev, ch in zip(rev[:-1], rev[1:], strict=True):
-            layers.append(StridedConvTranspose2d(prev, ch, 4, 2, 1))
+            layers.append(FastConvTranspose2d(prev, ch, 4, 2, 1))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(nn.ReLU())

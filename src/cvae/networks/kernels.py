@@ -1,22 +1,26 @@
-"""Strided convolutions whose transposed direction has few channels, computed the fast way on CPU.
+"""Convolution layers with ``nn.Conv2d``'s and ``nn.ConvTranspose2d``'s parameters, faster on CPU.
 
-oneDNN runs a transposed convolution (and a convolution's input gradient, which is one) slowly
-when its output has few channels: on this project's 2-core CPU the MNIST decoder's last
-``ConvT(8 -> 1, k4, s2)`` took 3.2 ms forward + backward for 128 images, and the input gradient
-of ``Conv(8 -> 16, k4, s2)`` most of that layer's 3.7 ms (``benchmarks/conv_kernels.py``). A
-stride-``s`` transposed convolution is the same sum as one stride-1 convolution with ``s*s`` times
-the output channels (one per output phase) followed by a pixel shuffle, the sub-pixel form (Shi et
-al. 2016, "Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel
-Convolutional Neural Network"), which oneDNN runs at its usual speed.
+Two slow paths of oneDNN's transposed convolution (which is also a convolution's input gradient)
+on this project's CPU are routed around (``benchmarks/conv_kernels.py``):
 
-:class:`StridedConv2d` and :class:`StridedConvTranspose2d` are ``nn.Conv2d`` /
-``nn.ConvTranspose2d`` with the same parameters and state dict. On the CPU, outside autocast,
-when the transposed direction produces at most :data:`SMALL_CHANNELS` channels, they compute
-that direction (the transposed layer's forward, the convolution's input gradient) in the
-sub-pixel form and the other two products with oneDNN's fast kernels (a convolution forward and a
-weight gradient). The result is the same sum in another order: equal up to float rounding to the
-direct kernels (tests/test_kernels.py), bit-identical from run to run. Elsewhere they are the
-plain layers.
+- **Few output channels, stride > 1.** The MNIST decoder's last ``ConvT(8 -> 1, k4, s2)`` took
+  4.8 ms forward + backward for 128 images against 2.6 ms below. A stride-``s`` transposed
+  convolution is the same sum as one stride-1 convolution with ``s*s`` times the output channels
+  (one per output phase) followed by a pixel shuffle: the sub-pixel form (Shi et al. 2016,
+  "Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel Convolutional
+  Neural Network"), which oneDNN runs at its usual speed. On the CPU, outside autocast, when the
+  transposed direction produces at most :data:`SMALL_CHANNELS` channels, :class:`FastConv2d` and
+  :class:`FastConvTranspose2d` compute that direction (the transposed layer's forward, the
+  convolution's input gradient) in the sub-pixel form and the other two products with oneDNN's
+  fast kernels (a convolution forward and a weight gradient).
+- **A fused bias.** A transposed convolution with a bias runs 1.05-1.9x (fp32) to 4-7x (bf16,
+  no output padding) slower, forward + backward, than the same without it and the bias added
+  after: the CR-VAE decoder's ``ConvT(128 -> 64, k3, s2)`` took 70 ms forward in bf16 against
+  10 ms. On the CPU the bias is added after.
+
+Either way the result is the same sum in another order: equal up to float rounding to the direct
+kernels (tests/test_kernels.py), bit-identical from run to run. Elsewhere (another device) the
+layers are the plain ones.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from torch.autograd.function import once_differentiable
 #: The sub-pixel form is used when the transposed direction has at most this many channels
 #: (measured faster for 1, 3 and 8 channels, slower for 16; benchmarks/conv_kernels.py).
 SMALL_CHANNELS = 8
+
+#: On the CPU, add a transposed convolution's bias after it rather than in it.
+UNFUSED_BIAS = True
 
 
 def subpixel_weight(weight: Tensor, stride: int) -> Tensor:
@@ -188,26 +195,32 @@ def conv_transpose2d(
         return out
     natural = [(n - 1) * stride - 2 * padding + weight.shape[2] for n in x.shape[2:]]
     extra = [s - n for s, n in zip(size, natural, strict=True)]
-    if all(0 <= e < stride for e in extra):
+    fits = all(0 <= e < stride for e in extra)  # what output_padding can express
+    if fits and (x.device.type != "cpu" or not UNFUSED_BIAS):
         return F.conv_transpose2d(x, weight, bias, stride, padding, tuple(extra))
-    y = F.pad(F.conv_transpose2d(x, weight, None, stride, padding), (0, extra[1], 0, extra[0]))
-    return y if bias is None else y + bias.view(1, -1, 1, 1)
+    # On the CPU oneDNN's transposed convolution with a fused bias runs 1.05-1.9x (fp32) to 4-7x
+    # (bf16, no output padding) slower, forward + backward, than without (conv_kernels.py).
+    y = F.conv_transpose2d(x, weight, None, stride, padding, tuple(extra) if fits else 0)
+    if not fits:
+        y = F.pad(y, (0, extra[1], 0, extra[0]))
+    return y if bias is None else y + bias.to(y.dtype).view(1, -1, 1, 1)
 
 
-class StridedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (square kernel, no dilation or groups) computed by :func:`conv2d`."""
+class FastConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (square kernel, no dilation or groups) computed by :func:`conv2d`; same
+    parameters and state dict."""
 
     def forward(self, x: Tensor) -> Tensor:
         return conv2d(x, self.weight, self.bias, self.stride[0], int(self.padding[0]))
 
 
-class StridedConvTranspose2d(nn.ConvTranspose2d):
+class FastConvTranspose2d(nn.ConvTranspose2d):
     """``nn.ConvTranspose2d`` (square kernel, no dilation or groups) computed by
-    :func:`conv_transpose2d`."""
+    :func:`conv_transpose2d`; same parameters and state dict."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if output_size is not None:
-            raise ValueError("StridedConvTranspose2d takes no output_size")
+            raise ValueError("FastConvTranspose2d takes no output_size")
         k, s, p, op = (
             self.kernel_size[0],
             self.stride[0],

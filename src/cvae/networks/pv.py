@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cvae.errors import ConfigError
+from cvae.networks.kernels import FastConvTranspose2d
 
 DEFAULT_HIDDEN: tuple[int, ...] = (32, 64, 128, 256, 512)
 
@@ -102,7 +103,7 @@ class PVDecoder(nn.Module):
 def _up_block(in_ch: int, out_ch: int) -> nn.Sequential:
     """ConvT(k3, s2, p1, output_padding=1) -> BN -> LeakyReLU(0.01): doubles the size."""
     return nn.Sequential(
-        nn.ConvTranspose2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1, output_padding=1),
+        FastConvTranspose2d(in_ch, out_ch, kernel_size=3, stride=2, padding=1, output_padding=1),
         nn.BatchNorm2d(out_ch),
         nn.LeakyReLU(),
     )
