@@ -71,7 +71,7 @@ def subpixel_conv_transpose(
     or zero-padded to ``size`` (rows past the full output receive nothing)."""
     t = -(-weight.shape[2] // stride)
     w = subpixel_weight(weight, stride).contiguous(memory_format=_format(x))
-    full = _shuffle(F.conv2d(F.pad(x, (t - 1,) * 4), w), stride)
+    full = _shuffle(F.conv2d(x, w, None, 1, t - 1), stride)
     h, wd = full.shape[2:]
     if padding == 0 and (h, wd) == size:
         return full
@@ -95,14 +95,20 @@ def _weight_grad(
     return grad
 
 
-def _padded_for_conv(
+def _for_conv(
     g: Tensor, x_size: tuple[int, int], k: int, stride: int, padding: int
-) -> Tensor:
-    """A transposed convolution's output gradient ``g`` (any output padding), laid out so that a
-    plain stride-``s`` convolution over it yields the ``x_size`` input positions: ``padding``
-    zero rows/cols in front (the cropped ones), cut or zero-padded behind to the full extent."""
-    h, w = (stride * (n - 1) + k - padding for n in x_size)
-    return F.pad(g, (padding, w - g.shape[3], padding, h - g.shape[2]))
+) -> tuple[Tensor, int]:
+    """A transposed convolution's output gradient ``g`` (any output padding) and the symmetric
+    padding ``q`` such that ``conv2d(g, weight, stride, q)`` yields the ``x_size`` input
+    positions: ``padding`` zero rows/cols in front (the cropped ones), cut or zero-padded behind
+    to the full extent. The convolution's own padding or a view where that suffices, else a
+    padded copy."""
+    behind = [stride * (n - 1) + k - padding - m for n, m in zip(x_size, g.shape[2:], strict=True)]
+    if behind == [padding, padding]:
+        return g, padding
+    if padding == 0 and max(behind) <= 0:
+        return g[:, :, : g.shape[2] + behind[0], : g.shape[3] + behind[1]], 0
+    return F.pad(g, (padding, behind[1], padding, behind[0])), 0
 
 
 class _SubpixelConv2d(torch.autograd.Function):
@@ -154,9 +160,9 @@ class _SubpixelConvTranspose2d(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         s, k = ctx.stride, weight.shape[2]
-        gp = _padded_for_conv(g, (x.shape[2], x.shape[3]), k, s, ctx.padding)
-        gx = F.conv2d(gp, weight, None, s) if ctx.needs_input_grad[0] else None
-        gw = _weight_grad(x, gp, weight, s, 0) if ctx.needs_input_grad[1] else None
+        gp, q = _for_conv(g, (x.shape[2], x.shape[3]), k, s, ctx.padding)
+        gx = F.conv2d(gp, weight, None, s, q) if ctx.needs_input_grad[0] else None
+        gw = _weight_grad(x, gp, weight, s, q) if ctx.needs_input_grad[1] else None
         gb = g.sum((0, 2, 3)) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None, None
 
