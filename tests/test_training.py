@@ -66,12 +66,24 @@ def final_state(run_dir: Path) -> dict:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("method", ["cvae", "crvae"])  # CR-VAE's state: queue, EMA key encoder
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method):
+@pytest.mark.parametrize(
+    ("method", "precision"),  # CR-VAE's state: queue, EMA key encoder; bf16: CPU autocast
+    [("cvae", "fp32"), ("crvae", "fp32"), ("cvae", "bf16")],
+)
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method, precision):
     """Weights, optimizer, generator, and for CR-VAE the queue and the EMA key encoder (both in
-    the state dict) come back exactly: the resumed run ends bit-identical. Only the killed run
-    is a subprocess; the uninterrupted run and the resume run in-process."""
-    args = [*TRAIN_ARGS, "--method", method, "--set", "loss.queue_size=128"]
+    the state dict) come back exactly: the resumed run ends bit-identical, in fp32 and under
+    bf16 autocast. Only the killed run is a subprocess; the uninterrupted run and the resume
+    run in-process."""
+    args = [
+        *TRAIN_ARGS,
+        "--method",
+        method,
+        "--set",
+        "loss.queue_size=128",
+        "--precision",
+        precision,
+    ]
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(["train", *args, "--out", str(full)]) == 0  # in-process: no interpreter start
 
