@@ -16,37 +16,27 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
+from step_flops import PRESETS, preset_step
 from torch import nn
 
-from cvae.config import load_preset
-from cvae.methods import build_method, resolve
 from cvae.networks import kernels
 from cvae.networks.conv import PaddedConvTranspose2d
-from cvae.training.trainer import build_optimizer, place, train_step
 
-PRESETS = {
-    "cvae-mnist-paper": (1, 28, 28),
-    "cvae-cifar10-paper": (3, 32, 32),
-    "crvae-mnist-code": (1, 28, 28),
-}
-SHIPPED = kernels.SMALL_CHANNELS, kernels.UNFUSED_BIAS
 LAYERS = (kernels.FastConv2d, kernels.FastConvTranspose2d, PaddedConvTranspose2d)
 
 
-def fast_paths(on: bool) -> None:
-    kernels.SMALL_CHANNELS, kernels.UNFUSED_BIAS = SHIPPED if on else (0, False)
-
-
-def cpu_ms(fn: Callable[[], object], repeats: int, allowed: bool) -> float:
-    fast_paths(allowed)
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.process_time()
+def cpu_ms(fn: Callable[[], object], repeats: int, fast: bool) -> float:
+    """Median CPU ms of ``fn()`` (after one warm-up call), the fast paths on or off."""
+    with nullcontext() if fast else kernels.plain_kernels():
         fn()
-        times.append(time.process_time() - t)
+        times = []
+        for _ in range(repeats):
+            t = time.process_time()
+            fn()
+            times.append(time.process_time() - t)
     return 1e3 * statistics.median(times)
 
 
@@ -65,15 +55,12 @@ def layer_shapes(method: nn.Module, batch: torch.Tensor) -> list[tuple[str, nn.M
 
 
 def bench_preset(preset: str, steps: int, precision: str) -> None:
+    step, method, bs = preset_step(preset, precision)
     shape = PRESETS[preset]
-    cfg = resolve(load_preset(preset), shape)
-    bs = cfg.train.batch_size
-    torch.manual_seed(0)
-    method = place(build_method(cfg, shape), torch.device("cpu"))
-    data = torch.randint(0, 256, (4 * bs, *shape), dtype=torch.uint8)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    batch = torch.randint(0, 256, (bs, *shape), dtype=torch.uint8)
     print(f"{preset}, {precision}\n| layer | input | plain ms | fast paths ms |\n|---|---|---|---|")
-    for name, layer, in_shape in layer_shapes(method, data[:bs]):
+    for name, layer, in_shape in layer_shapes(method, batch):
         x = torch.randn(in_shape).contiguous(memory_format=torch.channels_last)
         x.requires_grad_(in_shape[1] != shape[0])  # the first layer's input needs no grad
 
@@ -85,19 +72,10 @@ def bench_preset(preset: str, steps: int, precision: str) -> None:
         reps = max(3, steps // 2)
         plain, fast = cpu_ms(fwd_bwd, reps, False), cpu_ms(fwd_bwd, reps, True)
         print(f"| {name} | {'x'.join(map(str, in_shape))} | {plain:.2f} | {fast:.2f} |")
-    opt = build_optimizer(cfg.train, method.parameters())
-    gen = torch.Generator().manual_seed(0)
-    batches = iter(range(10**9))
-
-    def step() -> None:
-        i = next(batches) % 4
-        batch = data[i * bs : (i + 1) * bs]
-        train_step(method, opt, batch, gen, cfg.train.grad_clip, autocast)
-
     times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(steps):
-        for on in (False, True):
-            times[on].append(cpu_ms(step, 1, on))
+        for fast_on in (False, True):
+            times[fast_on].append(cpu_ms(step, 1, fast_on))
     plain, fast = statistics.median(times[False]), statistics.median(times[True])
     print(f"\nwhole step (median of {steps}, alternating): plain {plain:.1f} ms, fast paths "
           f"{fast:.1f} ms ({plain / fast:.2f}x)\n", flush=True)  # fmt: skip
@@ -111,13 +89,13 @@ def main() -> None:
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{args.threads} thread(s); fast paths: the sub-pixel form for <= {SHIPPED[0]} channels "
-          "in the transposed direction, unfused transposed-conv bias; CPU ms, forward + "
+    small = kernels.SMALL_CHANNELS
+    print(f"{args.threads} thread(s); fast paths: the sub-pixel form for <= {small} channels in "
+          "the transposed direction, unfused transposed-conv bias; CPU ms, forward + "
           "backward\n")  # fmt: skip
     for preset in args.presets:
         for precision in args.precision:
             bench_preset(preset, args.steps, precision)
-    fast_paths(True)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -59,18 +58,9 @@ def peak_macs(size: int, dtype: torch.dtype, repeats: int = 5) -> tuple[float, f
     return size**3 / wall, size**3 / cpu
 
 
-@contextmanager
-def nominal_kernels() -> Iterator[None]:
-    """The direct kernels while counting: the model's own multiply-adds, not the sub-pixel
-    form's extra border products (cvae.networks.kernels), which are overhead."""
-    shipped, kernels.SMALL_CHANNELS = kernels.SMALL_CHANNELS, 0
-    try:
-        yield
-    finally:
-        kernels.SMALL_CHANNELS = shipped
-
-
-def step_macs(preset: str, steps: int, precision: str) -> dict[str, float]:
+def preset_step(preset: str, precision: str) -> tuple[Callable[[], None], torch.nn.Module, int]:
+    """One training step of ``preset`` as the trainer runs it (synthetic uint8 images of its
+    shape, 4 batches in turn), the method it trains, and its batch size."""
     shape = PRESETS[preset]
     cfg = resolve(load_preset(preset), shape)
     bs = cfg.train.batch_size
@@ -86,8 +76,15 @@ def step_macs(preset: str, steps: int, precision: str) -> dict[str, float]:
         i = next(batches) % 4
         train_step(method, opt, data[i * bs : (i + 1) * bs], gen, cfg.train.grad_clip, autocast)
 
+    return step, method, bs
+
+
+def step_macs(preset: str, steps: int, precision: str) -> dict[str, float]:
+    step, _, bs = preset_step(preset, precision)
     step()
-    with FlopCounterMode(display=False) as counter, nominal_kernels():
+    # the plain kernels while counting: the model's own multiply-adds, not the extra border
+    # products of the sub-pixel form (cvae.networks.kernels), which are overhead
+    with FlopCounterMode(display=False) as counter, kernels.plain_kernels():
         step()
     macs = counter.get_total_flops() / 2
     wall, cpu = timed(step, steps)

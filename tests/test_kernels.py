@@ -151,3 +151,13 @@ def test_wide_conv_transpose_equals_the_fused_bias(stride: int, padding: int, ou
         )
     assert ours.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(ours.float(), ref.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_plain_kernels_turns_both_fast_paths_off_and_restores_them() -> None:
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    narrow, wide = FastConvTranspose2d(16, 4, 4, 2, 1), FastConvTranspose2d(16, 16, 4, 2, 1)
+    with kernels.plain_kernels():
+        assert type(narrow(x).grad_fn).__name__ == "ConvolutionBackward0"  # bias fused
+        assert type(wide(x).grad_fn).__name__ == "ConvolutionBackward0"
+    assert "Subpixel" in type(narrow(x).grad_fn).__name__
+    assert type(wide(x).grad_fn).__name__ == "AddBackward0"  # bias added after

@@ -25,6 +25,8 @@ layers are the plain ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -38,6 +40,18 @@ SMALL_CHANNELS = 8
 
 #: On the CPU, add a transposed convolution's bias after it rather than in it.
 UNFUSED_BIAS = True
+
+
+@contextmanager
+def plain_kernels() -> Iterator[None]:
+    """Both fast paths off inside the block: the plain oneDNN ops (benchmarks, numerics A/Bs)."""
+    global SMALL_CHANNELS, UNFUSED_BIAS
+    shipped = SMALL_CHANNELS, UNFUSED_BIAS
+    SMALL_CHANNELS, UNFUSED_BIAS = 0, False
+    try:
+        yield
+    finally:
+        SMALL_CHANNELS, UNFUSED_BIAS = shipped
 
 
 def subpixel_weight(weight: Tensor, stride: int) -> Tensor:
