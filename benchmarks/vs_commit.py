@@ -33,14 +33,11 @@ def data_args(preset: str) -> list[str]:
     return ["--data-dir", str(DATA / "mnist")]
 
 
-def epoch(src: Path, args: argparse.Namespace, out: Path, precision: str) -> dict[str, float]:
-    """One epoch with the code under ``src``; its seconds and images/s."""
+def epoch(src: Path, args: argparse.Namespace, out: Path, sets: list[str]) -> dict[str, float]:
+    """One epoch with the code under ``src`` and the ``sets`` overrides; its seconds, images/s."""
     argv = [sys.executable, "-m", "cvae", "train", "--preset", args.preset, "--epochs", "1",
             "--threads", str(args.threads), "--out", str(out), *data_args(args.preset)]  # fmt: skip
-    if precision != "fp32":
-        argv += ["--set", f"train.precision={precision}"]
-    if src == ROOT / "src":
-        argv += [a for kv in args.set for a in ("--set", kv)]
+    argv += [a for kv in sets for a in ("--set", kv)]
     if args.epoch_fraction:
         argv += ["--set", f"train.epoch_fraction={args.epoch_fraction}"]
     env = {**os.environ, "PYTHONPATH": str(src)}
@@ -69,13 +66,12 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base),
                         args.base], check=True)  # fmt: skip
         try:
-            sides = {f"base {args.base}": (base / "src", "fp32"),
-                     "this checkout": (ROOT / "src", args.precision)}  # fmt: skip
+            ours = [f"train.precision={args.precision}", *args.set]
+            sides = {f"base {args.base}": (base / "src", []), "this checkout": (ROOT / "src", ours)}
             results: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
             for r in range(args.repeats):
-                for side, (src, precision) in sides.items():
-                    res = epoch(src, args, Path(tmp) / f"{r}-{len(results[side])}-{side[:4]}",
-                                precision)  # fmt: skip
+                for side, (src, sets) in sides.items():
+                    res = epoch(src, args, Path(tmp) / f"{r}-{side[:4]}", sets)
                     results[side].append(res)
                     load = os.getloadavg()[0]
                     print(f"round {r + 1} {side}: {res['seconds']:.1f} s, "
