@@ -106,20 +106,31 @@ def warp(x: Tensor, crop: Tensor, theta: Tensor, fill: bool) -> Tensor:
     src = affine_grid(composed.to(x.dtype), height, width)
     out = F.grid_sample(x, src, mode="bilinear", padding_mode="border", align_corners=False)
     if fill:
-        view = affine_grid(theta.to(x.dtype), height, width)
-        inside = view.abs_().amax(dim=-1).le_(1.0)  # 0/1 floats
-        out.mul_(inside.unsqueeze(1))
+        # inside: both coordinates of the view's grid in [-1, 1], from its two planes (an
+        # interleaved [B, H, W, 2] grid and a reduction over its last dim are ~5x slower on CPU)
+        u, v = _grid_planes(theta.to(x.dtype), height, width)
+        out.mul_(torch.maximum(u.abs_(), v.abs_()).le_(1.0).unsqueeze(1))
     return out
 
 
 def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     """``F.affine_grid(theta, [B, C, height, width], align_corners=False)``, computed by
     broadcasting (several times faster on CPU than its batched matmul). Returns ``[B, H, W, 2]``."""
+    grid = theta.new_empty(theta.shape[0], height, width, 2)
+    _grid_planes(theta, height, width, out=(grid[..., 0], grid[..., 1]))
+    return grid
+
+
+def _grid_planes(
+    theta: Tensor, height: int, width: int, out: tuple[Tensor, Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
+    """The x and y planes ``[B, H, W]`` of :func:`affine_grid` (new tensors, or into ``out``)."""
     kw: dict[str, Any] = {"dtype": theta.dtype, "device": theta.device}
     xs = (torch.arange(width, **kw) * 2 + 1) / width - 1  # pixel centres
     ys = ((torch.arange(height, **kw) * 2 + 1) / height - 1).view(-1, 1)
-    grid = theta.new_empty(theta.shape[0], height, width, 2)
     t = theta[:, :, :, None, None]  # [B, 2, 3, 1, 1]
+    planes = []
     for i in range(2):  # output x, then y
-        torch.add(t[:, i, 0] * xs + t[:, i, 2], t[:, i, 1] * ys, out=grid[..., i])
-    return grid
+        plane = t[:, i, 0] * xs + t[:, i, 2]
+        planes.append(torch.add(plane, t[:, i, 1] * ys, out=None if out is None else out[i]))
+    return planes[0], planes[1]

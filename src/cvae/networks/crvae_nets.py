@@ -54,8 +54,8 @@ class CRVAEMediumEncoder(nn.Module):
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1),
+            nn.Flatten(),  # before the ReLU: see cvae.networks.conv.ConvEncoder
             nn.ReLU(),
-            nn.Flatten(),
         )
         self.mu = nn.Linear(self.feature_dim, latent_dim)
         self.logvar = nn.Linear(self.feature_dim, latent_dim)

@@ -32,6 +32,7 @@ from cvae.methods import Method, build_method, check_config, resolve
 from cvae.methods.base import Shard
 from cvae.threads import torch_threads
 from cvae.training import distributed
+from cvae.training.allocator import keep_freed_memory
 from cvae.training.checkpoint import CHECKPOINT, Checkpointer, all_finite, load_run_checkpoint
 from cvae.training.rundir import RunDir
 from cvae.training.runlog import METRICS, RunLog, completed_rows
@@ -241,12 +242,22 @@ def _build(
 
 def place(method: Method, device: torch.device) -> Method:
     """``method`` on ``device``; on the CPU its 4-d weights channels-last, on which oneDNN's
-    convolutions run faster (the same sums, float rounding aside)."""
+    convolutions run faster (the same sums, float rounding aside).
+
+    Channels-last strides are set explicitly, also where a size-1 dimension makes a tensor both
+    contiguous and channels-last (``contiguous(memory_format=...)`` would keep it as it is): a
+    ``[8, 1, 4, 4]`` weight with contiguous strides makes oneDNN return a 1-channel input's
+    convolution in NCHW, and the ReLU after it then runs its backward 40x slower on mixed formats.
+    On the CPU, glibc's malloc also keeps freed memory for the next step
+    (:func:`cvae.training.allocator.keep_freed_memory`).
+    """
     method = method.to(device)
     if device.type == "cpu":
+        keep_freed_memory()
         for tensor in (*method.parameters(), *method.buffers()):
-            if tensor.dim() == 4:  # what Module.to(memory_format=...) does
-                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+            if tensor.dim() == 4:
+                cl = torch.empty_like(tensor.data, memory_format=torch.channels_last)
+                tensor.data = cl.copy_(tensor.data)
     return method
 
 
