@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cvae.config import load_preset
+from cvae.data.base import to_float
 from cvae.methods import build_method, resolve
 from cvae.training.trainer import place
 
@@ -125,3 +126,21 @@ def test_keep_freed_memory_stops_the_page_faults_of_a_training_step():
     }
     assert faults["keep"] < 100
     assert faults["default"] > 5 * faults["keep"] + 100
+
+
+@pytest.mark.parametrize("preset", ["cvae-mnist-paper", "crvae-mnist-code"])
+def test_views_augmented_in_one_call_equal_one_call_per_view(preset):
+    """The views are one augmentation call over the repeated batch, with each view's parameters
+    drawn in turn: bit-identical to augmenting view after view with the same generator."""
+    cfg = resolve(load_preset(preset), SHAPE)
+    method = build_method(cfg, SHAPE)
+    images = torch.randint(0, 256, (16, *SHAPE), dtype=torch.uint8, generator=torch.Generator())
+    gen, ref_gen = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    step = method.make_step(images, gen, train=True)
+    x01 = to_float(images)
+    expected = [method._range(method.augment(x01, ref_gen)) for _ in range(method.num_views)]
+    assert len(step.views) == method.num_views == 2
+    for view, ref in zip(step.views, expected, strict=True):
+        assert torch.equal(view, ref)
+    assert torch.equal(gen.get_state(), ref_gen.get_state())
+    assert step.stacked is not None and torch.equal(step.stacked, torch.cat(expected))

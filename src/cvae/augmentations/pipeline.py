@@ -37,6 +37,16 @@ class AugmentParams:
         """The same parameters on ``device``."""
         return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
+    def rows(self, rows: slice) -> AugmentParams:
+        """The parameters of images ``rows``."""
+        return AugmentParams(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    @staticmethod
+    def cat(parts: list[AugmentParams]) -> AugmentParams:
+        """The parameters of several batches, one after the other."""
+        names = [f.name for f in fields(AugmentParams)]
+        return AugmentParams(**{n: torch.cat([getattr(p, n) for p in parts]) for n in names})
+
 
 class BatchAugment:
     """Augment a whole batch on its own device, each image with independently sampled parameters.

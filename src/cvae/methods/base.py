@@ -9,7 +9,7 @@ the weights, so any term can be switched on or off for any method from the confi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -67,7 +67,8 @@ class Step:
     ``fuse``: views whose encoder passes are one pass over the concatenated views (only for an
     encoder whose output for an image does not depend on the rest of the batch, i.e. without
     BatchNorm); each view's latent is still sampled when first asked for, so the generator's draws
-    come in the same order as with separate passes.
+    come in the same order as with separate passes. ``stacked``: all views as one tensor
+    ``[V*B, C, H, W]`` when ``views`` are its consecutive chunks (that pass then reads it as is).
 
     ``shard``: under data-parallel training, which rows of the global batch these are. Random
     draws (posterior noise, key shuffles) are then made for the whole global batch, identically
@@ -84,9 +85,11 @@ class Step:
         train: bool,
         shard: Shard | None = None,
         fuse: tuple[int, ...] = (),
+        stacked: torch.Tensor | None = None,
     ) -> None:
         self.model, self.clean, self.views = model, clean, views
         self.generator, self.train, self.shard, self.fuse = generator, train, shard, fuse
+        self.stacked = stacked
         self._moments: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._posteriors: dict[int, Posterior] = {}
         self._logits: dict[int, torch.Tensor] = {}
@@ -118,7 +121,12 @@ class Step:
         """``(mu, logvar)`` of ``view``: one encoder pass for all ``fuse`` views when it is one."""
         if view not in self._moments:
             group = self.fuse if view in self.fuse else (view,)
-            x = self.views[view] if len(group) == 1 else torch.cat([self.views[v] for v in group])
+            if len(group) == 1:
+                x = self.views[view]
+            elif self.stacked is not None and group == tuple(range(len(self.views))):
+                x = self.stacked
+            else:
+                x = torch.cat([self.views[v] for v in group])
             mu, logvar = self.model.encode(x)
             for v, m, lv in zip(group, mu.chunk(len(group)), logvar.chunk(len(group)), strict=True):
                 self._moments[v] = (m, lv)
@@ -214,12 +222,20 @@ class Method(nn.Module):
         shard: Shard | None = None,
     ) -> Step:
         x01 = to_float(images)
-        if train and self.augment is not None:
-            views = [self._augment(x01, generator, shard) for _ in range(self.num_views)]
-            views = [self._range(v) for v in views]
+        stacked = None
+        if train and self.augment is not None and not self.augment.config.identity:
+            # each view's parameters drawn in turn, then all views augmented in one call
+            params = AugmentParams.cat(
+                [self._view_params(x01, generator, shard) for _ in range(self.num_views)]
+            )
+            x = x01.repeat(self.num_views, 1, 1, 1)
+            stacked = self._range(self.augment.apply(x, params))
+            views = list(stacked.chunk(self.num_views))
         else:
             views = [self._range(x01)] * self.num_views
-        return Step(self.model, self._range(x01), views, generator, train, shard, self._fused())
+        return Step(
+            self.model, self._range(x01), views, generator, train, shard, self._fused(), stacked
+        )
 
     def _fused(self) -> tuple[int, ...]:
         """The views the active terms encode, when there are several and the encoder allows one
@@ -232,19 +248,17 @@ class Method(nn.Module):
                 views.update(terms[name].encoded_views(self.num_views))
         return tuple(sorted(views)) if len(views) > 1 else ()
 
-    def _augment(
+    def _view_params(
         self, x01: torch.Tensor, generator: torch.Generator, shard: Shard | None
-    ) -> torch.Tensor:
-        """Augment; sharded: draw the global batch's parameters, apply this shard's rows."""
+    ) -> AugmentParams:
+        """One view's augmentation parameters; sharded: drawn for the global batch, this
+        shard's rows kept."""
         augment = self.augment
         assert augment is not None
-        if shard is None or augment.config.identity:
-            return augment(x01, generator)
-        _, _, h, w = x01.shape
-        params = augment.sample_params(shard.total, h, w, generator, x01.device)
-        rows = shard.rows
-        mine = AugmentParams(**{f.name: getattr(params, f.name)[rows] for f in fields(params)})
-        return augment.apply(x01, mine)
+        n, _, h, w = x01.shape
+        if shard is None:
+            return augment.sample_params(n, h, w, generator, x01.device)
+        return augment.sample_params(shard.total, h, w, generator, x01.device).rows(shard.rows)
 
     def forward(
         self,
