@@ -461,9 +461,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Before torch starts OpenMP: threads that sleep instead of spinning while they wait. On a
-    # shared or oversubscribed machine spinning threads slow each other down 10x (README, Speed).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         with _terminate_as_interrupt():
