@@ -13,6 +13,7 @@ import torch
 from cvae.config import load_preset
 from cvae.data.base import to_float
 from cvae.methods import build_method, resolve
+from cvae.training import allocator
 from cvae.training.trainer import place
 
 SHAPE = (1, 28, 28)
@@ -98,8 +99,11 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap_and_keeps_them_afte
     once freed."""
     code = textwrap.dedent(
         """
-        import ctypes, json, sys
-        from cvae.training.allocator import keep_freed_memory
+        import ctypes, importlib.util, json, sys
+        # the module alone: importing the cvae.training package would load torch (seconds)
+        spec = importlib.util.spec_from_file_location("allocator", sys.argv[2])
+        allocator = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(allocator)
         class Info(ctypes.Structure):  # glibc's struct mallinfo2
             _fields_ = [(n, ctypes.c_size_t) for n in (
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
@@ -108,7 +112,7 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap_and_keeps_them_afte
         libc.mallinfo2.restype = Info
         libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
         libc.free.argtypes = [ctypes.c_void_p]
-        applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+        applied = allocator.keep_freed_memory() if sys.argv[1] == "keep" else None
         size = 16 * 2**20
         before = libc.mallinfo2().hblkhd
         block = libc.malloc(size)
@@ -122,7 +126,10 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap_and_keeps_them_afte
     runs = {
         mode: json.loads(
             subprocess.run(
-                [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
+                [sys.executable, "-c", code, mode, allocator.__file__],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         )
         for mode in ("default", "keep")
