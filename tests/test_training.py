@@ -224,8 +224,9 @@ def test_refuses_to_overwrite_a_run(tmp_path):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_multi_tensor_optimizer_and_clip_are_bit_identical_to_the_per_parameter_loop(optimizer):
-    """build_optimizer's foreach update + foreach clipping = the per-parameter loop, exactly."""
+def test_fused_optimizer_and_foreach_clip_match_the_per_parameter_loop(optimizer):
+    """build_optimizer's fused update + foreach clipping = the per-parameter loop: SGD exactly,
+    Adam to float rounding (its fused kernel orders the arithmetic differently)."""
     from cvae.config import TrainConfig
     from cvae.training.trainer import build_optimizer
 
@@ -237,6 +238,7 @@ def test_multi_tensor_optimizer_and_clip_are_bit_identical_to_the_per_parameter_
     ours = [p.clone().requires_grad_() for p in init]
     loop = [p.clone().requires_grad_() for p in init]
     opt = build_optimizer(tc, ours)
+    assert opt.defaults["fused"]
     ref_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
     extra = {"momentum": 0.9, "nesterov": True} if optimizer == "sgd" else {}
     ref = ref_cls(loop, lr=1e-2, weight_decay=1e-4, foreach=False, **extra)
@@ -247,8 +249,13 @@ def test_multi_tensor_optimizer_and_clip_are_bit_identical_to_the_per_parameter_
             b.grad = a.grad.clone()
         torch.nn.utils.clip_grad_norm_(ours, 1.0, foreach=True)
         torch.nn.utils.clip_grad_norm_(loop, 1.0, foreach=False)
+        assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, loop, strict=True))
         opt.step()
         ref.step()
     assert all(p.grad is not None for p in ours)
-    assert all(torch.equal(a, b) for a, b in zip(ours, loop, strict=True))
+    if optimizer == "sgd":
+        assert all(torch.equal(a, b) for a, b in zip(ours, loop, strict=True))
+    else:
+        for a, b in zip(ours, loop, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert not torch.equal(ours[0], init[0])

@@ -396,9 +396,9 @@ def train_step(
 
 
 def build_optimizer(tc: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD or Adam with the multi-tensor (``foreach``) update on every device: the same arithmetic
-    per element as the per-parameter loop (bit-identical), in a few kernels instead of ~10 per
-    parameter (on CPU the default is the loop)."""
+    """SGD or Adam with the fused update (one kernel over every parameter, CPU and CUDA): SGD's is
+    bit-identical to the per-parameter loop, Adam's equal up to float rounding (tested); the MNIST
+    CVAE step ran 23.8 -> 22.6 ms with it (README, speed)."""
     if tc.optimizer == "sgd":
         return torch.optim.SGD(
             params,
@@ -406,9 +406,9 @@ def build_optimizer(tc: TrainConfig, params: Iterable[torch.nn.Parameter]) -> to
             momentum=tc.momentum,
             nesterov=tc.nesterov,
             weight_decay=tc.weight_decay,
-            foreach=True,
+            fused=True,
         )
-    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, foreach=True)
+    return torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
 
 
 def _steps_per_epoch(n: int, batch_size: int, drop_last: bool, fraction: float, world: int) -> int:
