@@ -104,23 +104,23 @@ def _per_image(values: Tensor, like: Tensor) -> Tensor:
 
 
 def sample_jitter(
-    n: int,
+    u_factors: Tensor,
+    u_applied: Tensor,
+    u_order: Tensor,
     strengths: tuple[float, float, float, float],
     p: float,
-    generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
-    """Per-image ColorJitter parameters on ``generator.device``.
+    """Per-image ColorJitter parameters from float32 uniforms on [0, 1): ``u_factors`` and
+    ``u_order`` ``[n, 4]``, ``u_applied`` ``[n, 1]``.
 
     Returns ``factors`` ``[n, 4]`` float32: brightness/contrast/saturation ~ U[max(0, 1-s), 1+s],
     hue shift ~ U[-hue, hue], replaced by the neutral ``(1, 1, 1, 0)`` for images not jittered
     (probability ``1 - p``); and ``order`` ``[n, 4]`` long, a uniform random op order per image.
     """
-    dev = generator.device
+    dev = u_factors.device
     b, c, s, h = strengths
     lo = torch.tensor([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h], device=dev)
     hi = torch.tensor([1 + b, 1 + c, 1 + s, h], device=dev)
-    factors = lo + (hi - lo) * torch.rand(n, 4, generator=generator, device=dev)
-    applied = torch.rand(n, 1, generator=generator, device=dev) < p
-    factors = torch.where(applied, factors, torch.tensor(NEUTRAL_JITTER, device=dev))
-    order = torch.rand(n, 4, generator=generator, device=dev).argsort(dim=1)
-    return factors, order
+    factors = lo + (hi - lo) * u_factors
+    factors = torch.where(u_applied < p, factors, torch.tensor(NEUTRAL_JITTER, device=dev))
+    return factors, u_order.argsort(dim=1)

@@ -18,31 +18,26 @@ CROP_TRIES = 10  # torchvision RandomResizedCrop.get_params
 
 
 def sample_crops(
-    n: int,
+    tries: Tensor,
+    corner: Tensor,
     height: int,
     width: int,
     scale: tuple[float, float],
     ratio: tuple[float, float],
-    generator: torch.Generator,
 ) -> Tensor:
     """RandomResizedCrop boxes, torchvision's algorithm with its 10 tries done at once.
 
-    Each try draws an area fraction ~ U[scale] and a log aspect ratio ~ U[log ratio], rounds
-    ``w = sqrt(area * ratio)``, ``h = sqrt(area / ratio)`` to whole pixels and is accepted if the
-    box fits; the first accepted try wins, its corner is uniform over the valid integer positions,
-    and an image with no accepted try gets torchvision's centre-crop fallback.
+    From float64 uniforms on [0, 1): ``tries`` ``[n, CROP_TRIES, 2]`` give each try an area
+    fraction ~ U[scale] and a log aspect ratio ~ U[log ratio]; ``w = sqrt(area * ratio)``,
+    ``h = sqrt(area / ratio)`` are rounded to whole pixels and the try is accepted if the box
+    fits. The first accepted try wins and ``corner`` ``[n, 2]`` places it uniformly over the valid
+    integer positions; an image with no accepted try gets torchvision's centre-crop fallback.
 
-    Returns float64 ``[n, 4]`` whole-pixel ``(top, left, height, width)`` on ``generator.device``.
+    Returns float64 ``[n, 4]`` whole-pixel ``(top, left, height, width)`` on the uniforms' device.
     """
-    kw: dict[str, Any] = {
-        "generator": generator,
-        "device": generator.device,
-        "dtype": torch.float64,
-    }
-    u = torch.rand(n, CROP_TRIES, 2, **kw)
-    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * tries[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * tries[..., 1])
     w = torch.sqrt(area * aspect).round()  # round half to even, like Python's round()
     h = torch.sqrt(area / aspect).round()
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
@@ -51,7 +46,6 @@ def sample_crops(
     fallback_h, fallback_w = _centre_crop_size(height, width, ratio)
     h = torch.where(found, h.gather(1, first).squeeze(1), float(fallback_h))
     w = torch.where(found, w.gather(1, first).squeeze(1), float(fallback_w))
-    corner = torch.rand(n, 2, **kw)
     top = torch.where(found, (corner[:, 0] * (height - h + 1)).floor(), (height - fallback_h) // 2)
     left = torch.where(found, (corner[:, 1] * (width - w + 1)).floor(), (width - fallback_w) // 2)
     return torch.stack([top, left, h, w], dim=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -9,7 +10,7 @@ from torch import Tensor
 
 from cvae.augmentations.color import color_jitter_, random_grayscale_, sample_jitter
 from cvae.augmentations.config import PRESETS, AugmentConfig
-from cvae.augmentations.geometry import sample_crops, view_theta, warp
+from cvae.augmentations.geometry import CROP_TRIES, sample_crops, view_theta, warp
 from cvae.errors import ConfigError
 
 
@@ -34,18 +35,14 @@ class AugmentParams:
     gray: Tensor
 
     def to(self, device: torch.device | str) -> AugmentParams:
-        """The same parameters on ``device``."""
+        """The same parameters on ``device`` (``self`` when they are there)."""
+        if self.crop.device == torch.device(device):
+            return self
         return AugmentParams(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
-    def rows(self, rows: slice) -> AugmentParams:
-        """The parameters of images ``rows``."""
+    def rows(self, rows: slice | Tensor) -> AugmentParams:
+        """The parameters of images ``rows`` (a slice or an index tensor)."""
         return AugmentParams(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
-
-    @staticmethod
-    def cat(parts: list[AugmentParams]) -> AugmentParams:
-        """The parameters of several batches, one after the other."""
-        names = [f.name for f in fields(AugmentParams)]
-        return AugmentParams(**{n: torch.cat([getattr(p, n) for p in parts]) for n in names})
 
 
 class BatchAugment:
@@ -83,26 +80,39 @@ class BatchAugment:
         width: int,
         generator: torch.Generator,
         device: torch.device | str | None = None,
+        views: int = 1,
     ) -> AugmentParams:
-        """Draw the parameters of ``batch_size`` images of ``height x width`` from ``generator``
-        (on its device) and return them on ``device`` (default: the generator's device)."""
+        """Draw the parameters of ``views`` batches of ``batch_size`` images of ``height x width``
+        from ``generator`` (on its device), one batch after the other, and return them on
+        ``device`` (default: the generator's device), ``views * batch_size`` rows.
+
+        Each batch draws in turn, op by op, as ``views`` calls would (on a CPU generator: the
+        same numbers, since it fills a tensor serially), in one generator call per dtype; the
+        parameters of all batches are then computed together. Ops that are off draw too (and
+        come out neutral), so the code has one path.
+        """
         cfg, n, dev = self.config, batch_size, generator.device
-
-        def rand(*shape: int) -> Tensor:
-            return torch.rand(*shape, generator=generator, device=dev)
-
-        # Ops that are off draw too (and come out neutral), so the code has one path.
+        crops, draws = [], []
+        for _ in range(views):
+            if cfg.crop_scale is not None:
+                crops.append(_draw(generator, torch.float64, (n, CROP_TRIES, 2), (n, 2)))
+            draws.append(
+                _draw(generator, torch.float32, (n,), (n,), (n, 2), (n, 4), (n, 1), (n, 4), (n,))
+            )
         if cfg.crop_scale is None:
-            crop = torch.tensor([0.0, 0.0, height, width], device=dev).expand(n, 4)
+            crop = torch.tensor([0.0, 0.0, height, width], device=dev).expand(views * n, 4)
         else:
-            crop = sample_crops(n, height, width, cfg.crop_scale, cfg.crop_ratio, generator).float()
-        flip = rand(n) < cfg.hflip
-        angle = cfg.rotation * (2 * rand(n) - 1)
+            tries, corner = _cat(crops)
+            crop = sample_crops(tries, corner, height, width, cfg.crop_scale, cfg.crop_ratio)
+            crop = crop.float()
+        u_flip, u_angle, u_shift, *u_jitter, u_gray = _cat(draws)
+        flip = u_flip < cfg.hflip
+        angle = cfg.rotation * (2 * u_angle - 1)
         fx, fy = cfg.translate or (0.0, 0.0)
         limit = torch.tensor([fx * width, fy * height], device=dev)
-        shift = (limit * (2 * rand(n, 2) - 1)).round()
-        jitter, order = sample_jitter(n, cfg.jitter or (0.0,) * 4, cfg.jitter_p, generator)
-        gray = rand(n) < cfg.grayscale
+        shift = (limit * (2 * u_shift - 1)).round()
+        jitter, order = sample_jitter(*u_jitter, cfg.jitter or (0.0,) * 4, cfg.jitter_p)
+        gray = u_gray < cfg.grayscale
         params = AugmentParams(crop, flip, angle, shift, jitter, order, gray)
         return params if device is None else params.to(device)
 
@@ -127,6 +137,20 @@ class BatchAugment:
         if cfg.grayscale > 0 and channels == 3:
             random_grayscale_(x, params.gray)
         return x
+
+
+def _draw(generator: torch.Generator, dtype: torch.dtype, *shapes: tuple[int, ...]) -> list[Tensor]:
+    """Uniforms on [0, 1) of each shape, drawn from ``generator`` in this order, in one call."""
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = torch.rand(sum(sizes), generator=generator, device=generator.device, dtype=dtype)
+    return [part.view(shape) for part, shape in zip(flat.split(sizes), shapes, strict=True)]
+
+
+def _cat(batches: list[list[Tensor]]) -> list[Tensor]:
+    """Per field, the batches' tensors one after the other."""
+    if len(batches) == 1:
+        return batches[0]
+    return [torch.cat(parts) for parts in zip(*batches, strict=True)]
 
 
 def build_augment(spec: str | AugmentConfig) -> BatchAugment:

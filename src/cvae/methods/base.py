@@ -225,9 +225,7 @@ class Method(nn.Module):
         stacked = None
         if train and self.augment is not None and not self.augment.config.identity:
             # each view's parameters drawn in turn, then all views augmented in one call
-            params = AugmentParams.cat(
-                [self._view_params(x01, generator, shard) for _ in range(self.num_views)]
-            )
+            params = self._view_params(x01, generator, shard)
             x = x01.repeat(self.num_views, 1, 1, 1)
             stacked = self._range(self.augment.apply(x, params))
             views = list(stacked.chunk(self.num_views))
@@ -251,14 +249,16 @@ class Method(nn.Module):
     def _view_params(
         self, x01: torch.Tensor, generator: torch.Generator, shard: Shard | None
     ) -> AugmentParams:
-        """One view's augmentation parameters; sharded: drawn for the global batch, this
-        shard's rows kept."""
-        augment = self.augment
+        """The views' augmentation parameters, view after view; sharded: each view's drawn for
+        the global batch, this shard's rows kept."""
+        augment, views = self.augment, self.num_views
         assert augment is not None
         n, _, h, w = x01.shape
         if shard is None:
-            return augment.sample_params(n, h, w, generator, x01.device)
-        return augment.sample_params(shard.total, h, w, generator, x01.device).rows(shard.rows)
+            return augment.sample_params(n, h, w, generator, x01.device, views)
+        params = augment.sample_params(shard.total, h, w, generator, x01.device, views)
+        rows = torch.arange(shard.rows.start, shard.rows.stop, device=params.crop.device)
+        return params.rows(torch.cat([rows + v * shard.total for v in range(views)]))
 
     def forward(
         self,
