@@ -53,6 +53,8 @@ def _mean_over_views(
 ) -> torch.Tensor:
     """Mean of ``per_view(v)`` over view 1 (``which='first'``) or every view (``'all'``)."""
     views = _regularised(which, len(step.views))
+    if len(views) == 1:
+        return per_view(views[0])
     return torch.stack([per_view(v) for v in views]).mean()
 
 
