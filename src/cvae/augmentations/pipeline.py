@@ -105,13 +105,14 @@ class BatchAugment:
             tries, corner = _cat(crops)
             crop = sample_crops(tries, corner, height, width, cfg.crop_scale, cfg.crop_ratio)
             crop = crop.float()
-        u_flip, u_angle, u_shift, *u_jitter, u_gray = _cat(draws)
+        u_flip, u_angle, u_shift, u_factors, u_applied, u_order, u_gray = _cat(draws)
         flip = u_flip < cfg.hflip
         angle = cfg.rotation * (2 * u_angle - 1)
         fx, fy = cfg.translate or (0.0, 0.0)
         limit = torch.tensor([fx * width, fy * height], device=dev)
         shift = (limit * (2 * u_shift - 1)).round()
-        jitter, order = sample_jitter(*u_jitter, cfg.jitter or (0.0,) * 4, cfg.jitter_p)
+        strengths = cfg.jitter or (0.0,) * 4
+        jitter, order = sample_jitter(u_factors, u_applied, u_order, strengths, cfg.jitter_p)
         gray = u_gray < cfg.grayscale
         params = AugmentParams(crop, flip, angle, shift, jitter, order, gray)
         return params if device is None else params.to(device)
