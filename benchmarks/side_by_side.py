@@ -8,7 +8,9 @@ load. Printed per run: training time of the epoch (validation excluded on both s
 reference's includes its DataLoader with the notebook's workers, 0 for MNIST and 4 for CIFAR-10,
 which is part of how it trains), images/s (one image = one source image, i.e. one pair of views),
 and the child's peak RSS (``ru_maxrss`` of that process from ``wait4``); then a table of medians
-with the ratio of images/s, ours/reference (the batch sizes differ on CIFAR-10: 256 vs 128).
+with the ratio of images/s, ours/reference (the batch sizes differ on CIFAR-10: 256 vs 128), and
+the ratio paired by round (each of ours against the reference's run beside it, which saw the same
+machine state): its geometric mean, a 95% t-interval on the log ratios, and the range.
 
     python benchmarks/side_by_side.py --threads 1 2 --repeats 2
     python benchmarks/side_by_side.py --threads 1 --max-batches 50   # a quick partial epoch
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -181,6 +184,26 @@ def main() -> None:
             row[1:3] = [f"{ref['train_s']:.1f}", f"{o['ips'] / ref['ips']:.2f}x"]
             row[4:6] = [f"{ref['ips']:.0f}", f"{o['peak_rss_mib']:.0f} / {ref['peak_rss_mib']:.0f}"]
         print(f"| {threads} | " + " | ".join(row) + " |")
+    if "reference" in sides:
+        print("\nPaired by round (ours / the reference's run beside it):")
+        for threads in args.threads:
+            paired = paired_ratio(results[("ours", threads)], results[("reference", threads)])
+            print(f"- {threads} thread(s): {paired}")
+
+
+def paired_ratio(ours: list[dict[str, float]], ref: list[dict[str, float]]) -> str:
+    """The ratio of images/s of each round against the reference's run beside it (both saw the
+    same machine state): geometric mean over rounds, a 95% t-interval on the log ratios, range."""
+    from cvae.experiments.claims import student_t_quantile
+
+    logs = [math.log((o["images"] / o["train_s"]) / (r["images"] / r["train_s"]))
+            for o, r in zip(ours, ref, strict=True)]  # fmt: skip
+    mean, n = statistics.fmean(logs), len(logs)
+    text = f"geometric mean {math.exp(mean):.2f}x over {n} rounds"
+    if n >= 2:
+        half = student_t_quantile(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+        text += f", 95% t-interval {math.exp(mean - half):.2f}-{math.exp(mean + half):.2f}x"
+    return text + f", rounds {math.exp(min(logs)):.2f}-{math.exp(max(logs)):.2f}x"
 
 
 def _medians(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -4,6 +4,7 @@ what the canonical loaders read."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import subprocess
@@ -53,6 +54,24 @@ def test_cifar_pickle_writes_the_canonical_batches(tmp_path: Path) -> None:
         assert pickle.load(f)[b"label_names"] == [b"airplane", b"cat"]
 
 
+def test_side_by_side_pairs_each_round_with_the_reference_run_beside_it() -> None:
+    """Ratios 2x and 4x: geometric mean sqrt(8) = 2.83x; log ratios ln 2, ln 4 have sd
+    ln(2) / sqrt(2), so the t(1 df, 0.975 = 12.706) half-width is 12.706 * ln(2) / 2 on the log
+    scale: exp(ln sqrt(8) -+ 4.404) = 0.03-231.22x."""
+    spec = importlib.util.spec_from_file_location("side_by_side", BENCH / "side_by_side.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ours = [{"images": 200.0, "train_s": 1.0}, {"images": 400.0, "train_s": 1.0}]
+    ref = [{"images": 300.0, "train_s": 3.0}, {"images": 50.0, "train_s": 0.5}]
+    assert module.paired_ratio(ours, ref) == (
+        "geometric mean 2.83x over 2 rounds, 95% t-interval 0.03-231.22x, rounds 2.00-4.00x"
+    )
+    assert module.paired_ratio(ours[:1], ref[:1]) == (
+        "geometric mean 2.00x over 1 rounds, rounds 2.00-2.00x"
+    )
+
+
 @pytest.mark.integration
 def test_benchmark_scripts_run(mnist_dir: Path, tmp_path: Path) -> None:
     out = _run(str(BENCH / "side_by_side.py"), "--threads", "1", "--repeats", "1",
@@ -70,5 +89,12 @@ def test_benchmark_scripts_run(mnist_dir: Path, tmp_path: Path) -> None:
     out = _run(str(BENCH / "vs_commit.py"), "--base", "HEAD", "--preset", "cvae-mnist-paper",
                "--epoch-fraction", "0.005", "--repeats", "1")  # fmt: skip
     assert "cvae-mnist-paper, 1 thread(s)" in out and "images/s (" in out
+    out = _run(str(BENCH / "step_ab.py"), "--base", "HEAD", "--rounds", "1", "--block", "1",
+               "--check", "2")  # fmt: skip
+    assert "cvae-mnist-paper, 1 thread(s), first 2 steps:" in out and "speed-up" in out
+    src_as_committed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"],
+                                      cwd=REPO).returncode == 0  # fmt: skip
+    if src_as_committed:  # the same code loaded twice trains identically
+        assert "bit-identical losses and weights" in out
     out = _run(str(BENCH / "memmap_rss.py"), "--sizes", "500", "--dir", str(tmp_path / "mm"))
     assert "memmap" in out
