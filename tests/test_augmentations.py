@@ -218,6 +218,26 @@ def test_same_seed_same_output(preset: str) -> None:
     assert torch.equal(augment(x, g), first)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [PRESETS["cvae-mnist"], PRESETS["crvae"], AugmentConfig(hflip=0.5, rotation=10.0)],
+    ids=["cvae-mnist", "crvae", "no-crop"],
+)
+def test_views_drawn_together_equal_views_drawn_one_call_each(config: AugmentConfig) -> None:
+    """``views=3`` draws each view's numbers in turn, as 3 calls would: the same parameters, the
+    same generator state after (a CPU generator fills a tensor serially)."""
+    augment = BatchAugment(config)
+    together, apart = gen(5), gen(5)
+    params = augment.sample_params(7, 20, 24, together, views=3)
+    parts = [augment.sample_params(7, 20, 24, apart) for _ in range(3)]
+    for f in dataclasses.fields(params):
+        expected = torch.cat([getattr(p, f.name) for p in parts])
+        assert torch.equal(getattr(params, f.name), expected), f.name
+    assert torch.equal(together.get_state(), apart.get_state())
+    fields = [f.name for f in dataclasses.fields(params)]
+    assert any(not torch.equal(getattr(parts[0], f), getattr(parts[1], f)) for f in fields)
+
+
 def test_colour_only_config_leaves_input_alone() -> None:
     x = torch.rand(8, 3, 6, 6, generator=gen(1))
     before = x.clone()
