@@ -225,7 +225,7 @@ class Method(nn.Module):
         stacked = None
         if train and self.augment is not None and not self.augment.config.identity:
             # each view's parameters drawn in turn, then all views augmented in one call
-            params = self._view_params(x01, generator, shard)
+            params = self._views_params(x01, generator, shard)
             x = x01.repeat(self.num_views, 1, 1, 1)
             stacked = self._range(self.augment.apply(x, params))
             views = list(stacked.chunk(self.num_views))
@@ -246,7 +246,7 @@ class Method(nn.Module):
                 views.update(terms[name].encoded_views(self.num_views))
         return tuple(sorted(views)) if len(views) > 1 else ()
 
-    def _view_params(
+    def _views_params(
         self, x01: torch.Tensor, generator: torch.Generator, shard: Shard | None
     ) -> AugmentParams:
         """The views' augmentation parameters, view after view; sharded: each view's drawn for
