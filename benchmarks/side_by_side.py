@@ -16,6 +16,8 @@ machine state): its geometric mean, a 95% t-interval on the log ratios, and the 
     python benchmarks/side_by_side.py --threads 1 --max-batches 50   # a quick partial epoch
     python benchmarks/side_by_side.py --precision bf16   # ours under bf16 autocast (not the
                                                          # reference's numerics: fp32)
+    python benchmarks/side_by_side.py --compile   # ours with train.compile: its second epoch
+                                                  # timed, the first (which compiles) printed
 
 The reference needs ``PEER_MIRROR`` (a bare git clone of allx2100/contrastive-encoders) and
 ``PEER_VENV`` (its own venv); without them only ours runs and one line says why. CIFAR-10: the
@@ -83,7 +85,7 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[str, float]:
 
 def ours(args: argparse.Namespace, threads: int) -> dict[str, float]:
     argv = [sys.executable, __file__, "--child", "--preset", args.preset, "--threads", str(threads),
-            "--precision", args.precision]  # fmt: skip
+            "--precision", args.precision] + (["--compile"] if args.compile else [])  # fmt: skip
     if args.max_batches:
         argv += ["--max-batches", str(args.max_batches)]
     env = {
@@ -114,7 +116,8 @@ def child(args: argparse.Namespace) -> None:
     from cvae.training import distributed, trainer
 
     cfg = load_preset(args.preset)
-    settings = {"epochs": 1, "progress": False, "device": "cpu", "precision": args.precision}
+    settings = {"epochs": 1, "progress": False, "device": "cpu", "precision": args.precision,
+                "compile": args.compile}  # fmt: skip
     for key, value in {f"train.{k}": v for k, v in settings.items()}.items():
         set_value(cfg, key, value)
     if cfg.data.dataset == "mnist" and MNIST.is_dir():
@@ -130,11 +133,14 @@ def child(args: argparse.Namespace) -> None:
             set_value(cfg, "train.epoch_fraction", min(1.0, (args.max_batches + 0.5) / full))
         ctx, device, _ = distributed.setup(torch.device("cpu"), Path(tmp))
         loop = trainer._build(cfg, data, ctx, device, Path(tmp))
-        t0 = time.perf_counter()
-        trainer._train_epoch(loop, 0, 0, {}, None)
-        seconds = time.perf_counter() - t0
+        seconds = []
+        for epoch in range(2 if args.compile else 1):  # compiled: the first epoch compiles
+            t0 = time.perf_counter()
+            trainer._train_epoch(loop, epoch, 0, {}, None)
+            seconds.append(round(time.perf_counter() - t0, 3))
     images = min(len(data.train), loop.steps * cfg.train.batch_size)
-    print(json.dumps({"train_s": round(seconds, 3), "images": images, "steps": loop.steps}))
+    out = {"train_s": seconds[-1], "images": images, "steps": loop.steps}
+    print(json.dumps({**out, "first_epoch_s": seconds[0]} if args.compile else out))
 
 
 def main() -> None:
@@ -144,6 +150,12 @@ def main() -> None:
     p.add_argument("--preset", default="cvae-mnist-paper")
     p.add_argument("--max-batches", type=int, default=None, help="partial epochs of N batches")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="ours only")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="ours with train.compile: times its second epoch (the first, which compiles, is "
+        "printed beside it)",
+    )
     p.add_argument("--peer-bench", type=Path, default=PEER_BENCH)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -154,15 +166,18 @@ def main() -> None:
     if missing:
         print(f"reference skipped: {missing}; timing ours only", flush=True)
     sides = {"ours": ours} if missing else {"ours": ours, "reference": reference}
+    compiled = ", compiled (its second epoch timed)" if args.compile else ""
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; ours in "
-          f"{args.precision}, the reference in fp32", flush=True)  # fmt: skip
+          f"{args.precision}{compiled}, the reference in fp32", flush=True)  # fmt: skip
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     for threads in args.threads:
         for r in range(args.repeats):
             for side, fn in sides.items():
                 res = fn(args, threads)
                 results.setdefault((side, threads), []).append(res)
-                print(f"threads {threads} round {r + 1} {side:>9}: {res['train_s']:7.1f} s, "
+                first = res.get("first_epoch_s")
+                first = f" (first epoch {first:.1f} s)" if first else ""
+                print(f"threads {threads} round {r + 1} {side:>9}: {res['train_s']:7.1f} s{first}, "
                       f"{res['images'] / res['train_s']:6.0f} images/s, "
                       f"peak RSS {res['peak_rss_mib']:.0f} MiB, load {os.getloadavg()[0]:.1f}",
                       flush=True)  # fmt: skip

@@ -13,6 +13,7 @@ import torch
 from cvae.config import load_preset
 from cvae.data.base import to_float
 from cvae.methods import build_method, resolve
+from cvae.methods.base import Method
 from cvae.training import allocator
 from cvae.training.trainer import place
 
@@ -142,7 +143,8 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap_and_keeps_them_afte
 @pytest.mark.parametrize("preset", ["cvae-mnist-paper", "crvae-mnist-code"])
 def test_views_augmented_in_one_call_equal_one_call_per_view(preset):
     """The views are one augmentation call over the repeated batch, with each view's parameters
-    drawn in turn: bit-identical to augmenting view after view with the same generator."""
+    drawn in turn: bit-identical to augmenting view after view with the same generator (then the
+    posterior noise of the encoded views is drawn, view after view)."""
     cfg = resolve(load_preset(preset), SHAPE)
     method = build_method(cfg, SHAPE)
     images = torch.randint(0, 256, (16, *SHAPE), dtype=torch.uint8, generator=torch.Generator())
@@ -153,5 +155,81 @@ def test_views_augmented_in_one_call_equal_one_call_per_view(preset):
     assert len(step.views) == method.num_views == 2
     for view, ref in zip(step.views, expected, strict=True):
         assert torch.equal(view, ref)
+    views = method._encoded_views()
+    assert views and set(step.noise) == set(views)
+    for v in views:
+        eps = torch.randn((16, cfg.model.latent_dim), generator=ref_gen)
+        assert torch.equal(step.noise[v], eps)
     assert torch.equal(gen.get_state(), ref_gen.get_state())
     assert step.stacked is not None and torch.equal(step.stacked, torch.cat(expected))
+
+
+@pytest.mark.parametrize(
+    ("preset", "shape"),
+    [
+        ("cvae-mnist-paper", SHAPE),
+        ("crvae-mnist-code", SHAPE),
+        ("btvae-cifar10", (3, 32, 32)),
+        ("infomaxvae-mnist", SHAPE),
+    ],
+)
+def test_noise_drawn_before_the_passes_equals_noise_drawn_when_first_sampled(
+    preset, shape, monkeypatch
+):
+    """The posterior noise of the encoded views is drawn in ``make_step`` (so that no draw breaks a
+    compiled loss), in the order the terms sampled it before: losses, gradients and the
+    generator's state equal a step whose views draw their noise lazily."""
+    cfg = resolve(load_preset(preset), shape)
+    images = torch.randint(0, 256, (8, *shape), dtype=torch.uint8, generator=torch.Generator())
+    runs = []
+    for lazy in (False, True):
+        if lazy:
+            monkeypatch.setattr(Method, "_noise", lambda *args: {})
+        torch.manual_seed(0)
+        method = build_method(cfg, shape)
+        gen = torch.Generator().manual_seed(1)
+        out = method(images, gen)
+        out["loss"].backward()
+        grads = [p.grad for p in method.parameters() if p.grad is not None]
+        runs.append((out, grads, gen.get_state()))
+    (out, grads, state), (lazy_out, lazy_grads, lazy_state) = runs
+    assert out.keys() == lazy_out.keys() and all(torch.equal(out[k], lazy_out[k]) for k in out)
+    assert all(map(torch.equal, grads, lazy_grads)) and torch.equal(state, lazy_state)
+
+
+@pytest.mark.integration
+def test_compiled_loss_trains_as_eager_and_compiles_once():
+    """``train.compile``: full training batches run the loss through ``torch.compile``, compiled
+    once: a schedule moving a weight every step does not recompile it, and the last partial batch
+    and validation run eagerly. Losses, weights and validation equal eager training up to float
+    rounding."""
+    from torch._dynamo.utils import counters
+
+    from cvae.training.trainer import build_optimizer, train_step, validate
+
+    cfg = resolve(load_preset("cvae-mnist-paper"), SHAPE)
+    cfg.loss.schedules = {"kl": "linear:10"}  # the KL weight changes every step
+    images = torch.randint(0, 256, (72, *SHAPE), dtype=torch.uint8, generator=torch.Generator())
+    torch._dynamo.reset()
+    counters.clear()
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        method = place(build_method(cfg, SHAPE), torch.device("cpu"))
+        if compiled:
+            method.compile_loss(32)
+        optimizer = build_optimizer(cfg.train, method.parameters())
+        gen = torch.Generator().manual_seed(0)
+        losses = []
+        for i, batch in enumerate([*images.split(32)] * 2):  # 32, 32, 8 (partial), twice
+            method.epoch_progress = 0.1 + i / 3
+            off = torch.autocast("cpu", enabled=False)
+            losses.append(train_step(method, optimizer, batch, gen, 1.0, off)["loss"].detach())
+        weights = torch.cat([p.detach().flatten() for p in method.parameters()])
+        runs.append((torch.stack(losses), weights, validate(method, images[:40], 32, 0)))
+    assert counters["stats"]["unique_graphs"] == 1  # no graph break, no recompile
+    (losses, weights, val), (c_losses, c_weights, c_val) = runs
+    torch.testing.assert_close(c_losses, losses, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(c_weights, weights, rtol=1e-4, atol=1e-6)
+    assert val.keys() == c_val.keys()
+    assert all(abs(val[k] - c_val[k]) <= 1e-5 * (1 + abs(val[k])) for k in val)

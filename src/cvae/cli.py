@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="data-parallel processes on this machine (runs torchrun; CUDA: one GPU each)",
     )
-    t.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training loss")
     t.add_argument(
         "--logger",
         action="append",

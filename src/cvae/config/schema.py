@@ -332,6 +332,8 @@ class TrainConfig:
     precision: Precision = "fp32"
     """fp32 | bf16 (autocast; losses stay fp32)."""
     compile: bool = False
+    """``torch.compile`` the loss of full training batches (network passes and terms; the
+    augmentation and random draws stay eager): one compile per process, then faster steps."""
     device: str = matching("auto", DEVICE, "auto, cpu, cuda, cuda:N, mps")
     """auto (cuda if available) | cpu | cuda | cuda:N (several processes: cuda:LOCAL_RANK)."""
     sync_batchnorm: bool = False

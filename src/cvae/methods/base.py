@@ -8,7 +8,7 @@ the weights, so any term can be switched on or off for any method from the confi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -66,9 +66,13 @@ class Step:
 
     ``fuse``: views whose encoder passes are one pass over the concatenated views (only for an
     encoder whose output for an image does not depend on the rest of the batch, i.e. without
-    BatchNorm); each view's latent is still sampled when first asked for, so the generator's draws
-    come in the same order as with separate passes. ``stacked``: all views as one tensor
-    ``[V*B, C, H, W]`` when ``views`` are its consecutive chunks (that pass then reads it as is).
+    BatchNorm). ``stacked``: all views as one tensor ``[V*B, C, H, W]`` when ``views`` are its
+    consecutive chunks (that pass then reads it as is).
+
+    ``noise``: the posterior noise ``eps ~ N(0, I)`` of the views whose cached posteriors the terms
+    read, drawn before the network passes (:meth:`Method.make_step`), so that no random draw
+    interrupts a compiled loss; a view without one draws its noise when first sampled, as do
+    fresh passes (:meth:`encode`).
 
     ``shard``: under data-parallel training, which rows of the global batch these are. Random
     draws (posterior noise, key shuffles) are then made for the whole global batch, identically
@@ -86,10 +90,11 @@ class Step:
         shard: Shard | None = None,
         fuse: tuple[int, ...] = (),
         stacked: torch.Tensor | None = None,
+        noise: dict[int, torch.Tensor] | None = None,
     ) -> None:
         self.model, self.clean, self.views = model, clean, views
         self.generator, self.train, self.shard, self.fuse = generator, train, shard, fuse
-        self.stacked = stacked
+        self.stacked, self.noise = stacked, noise or {}
         self._moments: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._posteriors: dict[int, Posterior] = {}
         self._logits: dict[int, torch.Tensor] = {}
@@ -135,7 +140,13 @@ class Step:
     def posterior(self, view: int) -> Posterior:
         if view not in self._posteriors:
             mu, logvar = self.moments(view)
-            self._posteriors[view] = Posterior(mu, logvar, self.sample_latent(mu, logvar))
+            eps = self.noise.get(view)
+            z = (
+                self.sample_latent(mu, logvar)
+                if eps is None
+                else self.model.sample_latent(mu, logvar, eps=eps)
+            )
+            self._posteriors[view] = Posterior(mu, logvar, z)
         return self._posteriors[view]
 
     def logits(self, view: int) -> torch.Tensor:
@@ -204,6 +215,7 @@ class Method(nn.Module):
         self.fusable = not any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.encoder.modules()
         )
+        self._compiled: tuple[int, Callable[..., dict[str, torch.Tensor]]] | None = None
 
     @property
     def weights(self) -> dict[TermName, float]:
@@ -231,20 +243,38 @@ class Method(nn.Module):
             views = list(stacked.chunk(self.num_views))
         else:
             views = [self._range(x01)] * self.num_views
+        encoded = self._encoded_views()
+        fused = encoded if self.fusable and len(encoded) > 1 else ()
+        noise = self._noise(encoded, len(x01), generator, shard, x01.device)
         return Step(
-            self.model, self._range(x01), views, generator, train, shard, self._fused(), stacked
+            self.model, self._range(x01), views, generator, train, shard, fused, stacked, noise
         )
 
-    def _fused(self) -> tuple[int, ...]:
-        """The views the active terms encode, when there are several and the encoder allows one
-        pass over them all (no BatchNorm; see :class:`Step`)."""
-        if not self.fusable:
-            return ()
+    def _encoded_views(self) -> tuple[int, ...]:
+        """The views whose cached posteriors the active terms read, in order. Several are encoded
+        in one pass when the encoder allows it (no BatchNorm; see :class:`Step`)."""
         terms, views = self._terms(), set[int]()
         for name, weight in self.weights.items():
             if weight != 0.0:
                 views.update(terms[name].encoded_views(self.num_views))
-        return tuple(sorted(views)) if len(views) > 1 else ()
+        return tuple(sorted(views))
+
+    def _noise(
+        self,
+        views: tuple[int, ...],
+        n: int,
+        generator: torch.Generator,
+        shard: Shard | None,
+        device: torch.device,
+    ) -> dict[int, torch.Tensor]:
+        """Each view's posterior noise ``[n, d]`` (fp32), view after view; sharded: drawn for
+        the global batch, this shard's rows kept (as :meth:`Step.sample_latent` would)."""
+        if self.model.deterministic:
+            return {}
+        total = n if shard is None else shard.total
+        rows = slice(None) if shard is None else shard.rows
+        shape = (total, self.model.latent_dim)
+        return {v: torch.randn(shape, generator=generator, device=device)[rows] for v in views}
 
     def _views_params(
         self, x01: torch.Tensor, generator: torch.Generator, shard: Shard | None
@@ -279,13 +309,27 @@ class Method(nn.Module):
         reported value is unscaled); a ``global_batch`` term needs no scaling (see
         :mod:`cvae.objectives.gather`).
         """
+        weights = {name: w for name, w in self.weights.items() if w != 0.0}
+        if self._compiled is not None and step.train and len(step.clean) == self._compiled[0]:
+            values = torch.tensor(list(weights.values()), device=step.clean.device).unbind()
+            return self._compiled[1](step, dict(zip(weights, values, strict=True)))
+        return self._weighted_sum(step, weights)
+
+    def compile_loss(self, batch_size: int) -> None:
+        """Run :meth:`loss` through ``torch.compile`` for training steps of ``batch_size`` images
+        (others, such as an epoch's last partial batch or validation, stay eager: no recompile).
+        The weights enter the graph as tensors, so a schedule does not recompile it; a term turned
+        on or off (its weight reaching or leaving 0) does."""
+        self._compiled = (batch_size, torch.compile(self._weighted_sum))
+
+    def _weighted_sum(
+        self, step: Step, weights: Mapping[TermName, float | torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=step.clean.device)
         share = 1.0 if step.shard is None else step.shard.share
         terms = self._terms()
-        for name, weight in self.weights.items():
-            if weight == 0.0:
-                continue
+        for name, weight in weights.items():
             term = terms[name]
             value = term(step)
             out[name] = value

@@ -58,17 +58,26 @@ class VAE(nn.Module):
 
     @staticmethod
     def reparameterize(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``z = mu + eps * exp(logvar / 2)``, eps ~ N(0, I) drawn from ``generator``."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + eps * torch.exp(0.5 * logvar)
+        """``z = mu + eps * exp(logvar / 2)``, eps ~ N(0, I) drawn from ``generator`` unless given
+        (a given ``eps`` is cast to ``mu``'s dtype: a bf16 draw equals an fp32 draw cast)."""
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps.to(mu.dtype) * torch.exp(0.5 * logvar)
 
     def sample_latent(
-        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The latent fed to the decoder: ``mu`` for a deterministic autoencoder, else a sample."""
-        return mu if self.deterministic else self.reparameterize(mu, logvar, generator)
+        return mu if self.deterministic else self.reparameterize(mu, logvar, generator, eps)
 
 
 def build_model(

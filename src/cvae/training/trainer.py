@@ -232,8 +232,7 @@ def _build(
     saver = Checkpointer(run_dir / CHECKPOINT, method, optimizer, schedule, cfg.to_dict(),
                          list(shape), writer=ctx.main)  # fmt: skip
     if tc.compile:
-        method.model.encoder.compile()
-        method.model.decoder.compile()
+        method.compile_loss(tc.batch_size)
     ddp = distributed.wrap(method, device, tc.sync_batchnorm) if ctx.active else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16")
     return _Loop(cfg, ctx, device, method, optimizer, schedule, saver, train_x, val_x, steps,
