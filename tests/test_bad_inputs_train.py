@@ -86,6 +86,23 @@ def test_non_utf8_yaml_is_one_line(capsys, tmp_path):
     expect_refusal(capsys, argv, code=2, needle="UTF-8", root=tmp_path)
 
 
+def test_failed_torch_compile_is_one_line(capsys, tmp_path, monkeypatch):
+    """``--compile`` where torch.compile cannot build its kernels (e.g. no C++ compiler): one line
+    naming the option and the reason, exit 2."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def broken(fn):
+        def call(*args):
+            raise BackendCompilerFailed(fn, RuntimeError("no C++ compiler found\nmore"), None)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    argv = ["train", *QUICK, "--compile", "--out", str(tmp_path / "r")]
+    line = expect_refusal(capsys, argv, code=2, needle="train.compile", root=tmp_path)
+    assert "no C++ compiler found" in line and "without it" in line
+
+
 # --------------------------------------------------------------------------- divergence
 
 

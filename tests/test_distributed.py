@@ -27,7 +27,7 @@ from torch.testing import assert_close
 
 import cvae
 from cvae.config import RunConfig
-from cvae.errors import CvaeError
+from cvae.errors import ConfigError, CvaeError
 from cvae.methods import Shard, build_method, resolve
 from cvae.objectives import all_gather_grad, barlow_twins, info_nce_queue, nt_xent
 from cvae.training import distributed, trainer
@@ -326,6 +326,25 @@ def test_devices_flag_runs_torchrun_with_the_resolved_command(monkeypatch, tmp_p
     ]
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert cli.main(args) == 2  # under torchrun: one-line error, exit 2
+
+
+def test_compile_with_several_processes_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    """``train.compile`` compiles a one-process step: with ``--devices 2`` (before any process
+    starts) or under torchrun (in the trainer) one line and exit 2, nothing trained."""
+    from cvae import cli
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("torchrun started"))
+    out = tmp_path / "run"
+    args = ["train", "--method", "vae", "--device", "cpu", "--out", str(out), "--compile"]
+    assert cli.main([*args, "--devices", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.compile runs in one process only" in err[0]
+    cfg = resolve(tiny_config("vae", compile=True), SHAPE)
+    data, ctx = trainer.data_from_config(cfg), distributed.Context(0, 2)
+    with pytest.raises(ConfigError, match="train.compile runs in one process only"):
+        trainer._build(cfg, data, ctx, torch.device("cpu"), tmp_path)
+    assert not out.exists()
 
 
 @pytest.mark.integration

@@ -20,6 +20,7 @@ from cvae.augmentations import BatchAugment
 from cvae.augmentations.pipeline import AugmentParams
 from cvae.config import TermName, ValueRange
 from cvae.data.base import to_float
+from cvae.errors import CvaeError
 from cvae.methods.schedules import WeightPlan
 from cvae.networks.vae import VAE
 from cvae.objectives import all_gather, all_gather_grad
@@ -311,8 +312,15 @@ class Method(nn.Module):
         """
         weights = {name: w for name, w in self.weights.items() if w != 0.0}
         if self._compiled is not None and step.train and len(step.clean) == self._compiled[0]:
+            from torch._dynamo.exc import BackendCompilerFailed
+
             values = torch.tensor(list(weights.values()), device=step.clean.device).unbind()
-            return self._compiled[1](step, dict(zip(weights, values, strict=True)))
+            try:
+                return self._compiled[1](step, dict(zip(weights, values, strict=True)))
+            except BackendCompilerFailed as e:  # e.g. no C++ compiler for inductor's kernels
+                reason = str(e.inner_exception).strip().splitlines()[0]
+                raise CvaeError(f"train.compile: torch.compile failed ({reason}); train without "
+                                "it") from None  # fmt: skip
         return self._weighted_sum(step, weights)
 
     def compile_loss(self, batch_size: int) -> None:

@@ -265,7 +265,10 @@ class MoCoInfoNCE(Term):
         # training steps since the last per-epoch update (a buffer: mid-epoch resume is exact)
         self.register_buffer("epoch_steps", torch.zeros((), dtype=torch.long))
 
+    @torch.compiler.disable  # type: ignore[untyped-decorator]  # eager under train.compile
     def forward(self, step: Step) -> torch.Tensor:
+        """Compiled, the negatives' copy of the queue was elided and the backward read the queue
+        after :meth:`KeyQueue.enqueue` overwrote it in place; eager, the copy is kept."""
         query = step.encode(step.views[0]) if self.separate_query else step.posterior(0)
         with torch.no_grad():
             if step.train and self.ema_every == "step":

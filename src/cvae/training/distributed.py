@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cvae.config import RunConfig, save_yaml
-from cvae.errors import CvaeError
+from cvae.errors import ConfigError, CvaeError
 from cvae.methods import Method
 from cvae.methods.base import Shard
 
@@ -136,6 +136,8 @@ def launch_train(cfg: RunConfig, run_dir: Path, resume: bool, devices: int) -> i
         raise CvaeError(f"--devices must be >= 1, got {devices}")
     if "WORLD_SIZE" in os.environ:
         raise CvaeError("--devices starts its own processes; under torchrun/srun leave it out")
+    if cfg.train.compile and devices > 1:
+        raise ConfigError("train.compile runs in one process only; drop it or train with 1 device")
     if _max_processes(cfg) < devices:
         raise CvaeError(f"--devices {devices} > {torch.cuda.device_count()} visible GPUs")
     with tempfile.TemporaryDirectory(prefix="cvae-launch-") as tmp:
