@@ -67,14 +67,19 @@ def final_state(run_dir: Path) -> dict:
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
-    ("method", "precision"),  # CR-VAE's state: queue, EMA key encoder; bf16: CPU autocast
-    [("cvae", "fp32"), ("crvae", "fp32"), ("cvae", "bf16")],
+    ("method", "precision", "compiled"),  # CR-VAE's state: queue, EMA key encoder; bf16: CPU
+    [  # autocast; compiled: train.compile (the resumed process compiles again)
+        ("cvae", "fp32", False),
+        ("crvae", "fp32", False),
+        ("cvae", "bf16", False),
+        ("cvae", "fp32", True),
+    ],
 )
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method, precision):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method, precision, compiled):
     """Weights, optimizer, generator, and for CR-VAE the queue and the EMA key encoder (both in
-    the state dict) come back exactly: the resumed run ends bit-identical, in fp32 and under
-    bf16 autocast. Only the killed run is a subprocess; the uninterrupted run and the resume
-    run in-process."""
+    the state dict) come back exactly: the resumed run ends bit-identical, in fp32, under bf16
+    autocast and compiled. Only the killed run is a subprocess; the uninterrupted run and the
+    resume run in-process."""
     args = [
         *TRAIN_ARGS,
         "--method",
@@ -83,6 +88,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, method, p
         "loss.queue_size=128",
         "--precision",
         precision,
+        *(["--compile"] if compiled else []),
     ]
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert main(["train", *args, "--out", str(full)]) == 0  # in-process: no interpreter start

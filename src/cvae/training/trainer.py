@@ -344,7 +344,8 @@ def _header(
     lines = {
         "method": f"{cfg.method} (preset: {cfg.preset or 'none'})",
         "data": f"{data.name} {'x'.join(map(str, data.train.shape))} ({sizes})",
-        "device": f"{device}{processes}, {torch.get_num_threads()} threads, {tc.precision}",
+        "device": f"{device}{processes}, {torch.get_num_threads()} threads, {tc.precision}"
+        + (", compiled (the first full batch compiles the loss: 5-30 s)" if tc.compile else ""),
         "epochs": f"{start}, batch {tc.batch_size}, lr {tc.lr:g}, seed {tc.seed}",
         "run dir": str(run_dir),
     }
