@@ -216,7 +216,9 @@ class Method(nn.Module):
         self.fusable = not any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.encoder.modules()
         )
-        self._compiled: tuple[int, Callable[..., dict[str, torch.Tensor]]] | None = None
+        self._compiled: (
+            tuple[int, Callable[[Step, dict[TermName, float]], dict[str, torch.Tensor]]] | None
+        ) = None
 
     @property
     def weights(self) -> dict[TermName, float]:
@@ -312,23 +314,29 @@ class Method(nn.Module):
         """
         weights = {name: w for name, w in self.weights.items() if w != 0.0}
         if self._compiled is not None and step.train and len(step.clean) == self._compiled[0]:
-            from torch._dynamo.exc import BackendCompilerFailed
-
-            values = torch.tensor(list(weights.values()), device=step.clean.device).unbind()
-            try:
-                return self._compiled[1](step, dict(zip(weights, values, strict=True)))
-            except BackendCompilerFailed as e:  # e.g. no C++ compiler for inductor's kernels
-                reason = str(e.inner_exception).strip().splitlines()[0]
-                raise CvaeError(f"train.compile: torch.compile failed ({reason}); train without "
-                                "it") from None  # fmt: skip
+            return self._compiled[1](step, weights)
         return self._weighted_sum(step, weights)
 
     def compile_loss(self, batch_size: int) -> None:
         """Run :meth:`loss` through ``torch.compile`` for training steps of ``batch_size`` images
         (others, such as an epoch's last partial batch or validation, stay eager: no recompile).
         The weights enter the graph as tensors, so a schedule does not recompile it; a term turned
-        on or off (its weight reaching or leaving 0) does."""
-        self._compiled = (batch_size, torch.compile(self._weighted_sum))
+        on or off (its weight reaching or leaving 0) does. A failed compile (e.g. no C++ compiler
+        for inductor's kernels) is a :class:`CvaeError` naming the reason."""
+        from torch._dynamo.exc import BackendCompilerFailed
+
+        compiled = torch.compile(self._weighted_sum)
+
+        def run(step: Step, weights: dict[TermName, float]) -> dict[str, torch.Tensor]:
+            values = torch.tensor(list(weights.values()), device=step.clean.device).unbind()
+            try:
+                return compiled(step, dict(zip(weights, values, strict=True)))
+            except BackendCompilerFailed as e:
+                reason = str(e.inner_exception).strip().splitlines()[0]
+                raise CvaeError(f"train.compile: torch.compile failed ({reason}); train without "
+                                "it") from None  # fmt: skip
+
+        self._compiled = (batch_size, run)
 
     def _weighted_sum(
         self, step: Step, weights: Mapping[TermName, float | torch.Tensor]

@@ -128,6 +128,12 @@ def wrap(method: Method, device: torch.device, sync_batchnorm: bool) -> nn.Modul
     return DistributedDataParallel(method, device_ids=ids, find_unused_parameters=True)
 
 
+def check_compile(cfg: RunConfig, processes: int) -> None:
+    """``train.compile`` compiles a one-process step: refused for several processes."""
+    if cfg.train.compile and processes > 1:
+        raise ConfigError("train.compile runs in one process only; drop it or train with 1 device")
+
+
 def launch_train(cfg: RunConfig, run_dir: Path, resume: bool, devices: int) -> int:
     """``cvae train`` in ``devices`` processes on this machine: runs ``torchrun --standalone
     --nproc-per-node devices -m cvae train ...`` (free rendezvous port) with ``cfg`` (a new run:
@@ -136,8 +142,7 @@ def launch_train(cfg: RunConfig, run_dir: Path, resume: bool, devices: int) -> i
         raise CvaeError(f"--devices must be >= 1, got {devices}")
     if "WORLD_SIZE" in os.environ:
         raise CvaeError("--devices starts its own processes; under torchrun/srun leave it out")
-    if cfg.train.compile and devices > 1:
-        raise ConfigError("train.compile runs in one process only; drop it or train with 1 device")
+    check_compile(cfg, devices)
     if _max_processes(cfg) < devices:
         raise CvaeError(f"--devices {devices} > {torch.cuda.device_count()} visible GPUs")
     with tempfile.TemporaryDirectory(prefix="cvae-launch-") as tmp:

@@ -221,8 +221,7 @@ def _build(
 ) -> _Loop:
     """The method (seeded init), the data on the device, optimizer, LR schedule, checkpointer."""
     tc, shape = cfg.train, data.train.shape
-    if tc.compile and ctx.active:
-        raise ConfigError("train.compile runs in one process only; drop it or train with 1 device")
+    distributed.check_compile(cfg, ctx.world)
     torch.manual_seed(tc.seed)
     method = place(build_method(cfg, shape), device)
     train_x, val_x = data.train.images.to(device), data.val.images.to(device)
